@@ -1,0 +1,195 @@
+"""Validation of signed messages: pure functions of the bytes and the time.
+
+``validate_message`` is what a gossip validator, the sync service and the stores call on
+every message from outside. It raises :class:`Reject` (the sender broke a rule: penalise
+it) or :class:`Ignore` (not acceptable now, no fault: a timestamp from the future) and
+otherwise returns the decoded :class:`SignedMessage`. One ``[REJECT]`` or ``[IGNORE]``
+comment stands above each rule; docs/protocol.md lists them all.
+"""
+
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from protocol.accounts import verify
+from protocol.cid import check_cid
+from protocol.codec import decode_record
+from protocol.envelope import (
+    ENVELOPE_BYTES_MAX,
+    ENVELOPE_VERSION,
+    SignedMessage,
+    decode_envelope,
+    signing_input,
+)
+from protocol.errors import DecodeError, Ignore, InvalidCid, Reject
+from protocol.kinds import (
+    BODY_BYTES_MAX,
+    MESSAGE_ID_LEN,
+    REACTIONS,
+    RECORD_TYPES,
+    Follow,
+    Profile,
+    Reaction,
+    Record,
+    Tombstone,
+    Unfollow,
+    VideoManifest,
+)
+
+FUTURE_MS_MAX = 5 * 60 * 1000
+"""How far ahead of the receiver's clock a message's ``created_ms`` may be."""
+EPOCH_MS = 1_577_836_800_000
+"""2020-01-01T00:00:00Z: no message of this protocol is older."""
+DURATION_SLACK_MS = 1000
+"""How far a rendition's summed segment durations may stray from the manifest's duration."""
+_CODECS_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,")
+
+
+def validate_message(raw: bytes, now_ms: int) -> SignedMessage:
+    """Decode and check a message received from outside, at local time ``now_ms``.
+
+    Raises :class:`Reject` or :class:`Ignore`; returns the message otherwise.
+    """
+    # [REJECT] The envelope is at most ENVELOPE_BYTES_MAX bytes.
+    if len(raw) > ENVELOPE_BYTES_MAX:
+        raise Reject(f"envelope of {len(raw)} bytes exceeds {ENVELOPE_BYTES_MAX}")
+    # [REJECT] The envelope is the canonical encoding of an envelope record.
+    try:
+        envelope = decode_envelope(raw)
+    except DecodeError as exc:
+        raise Reject(f"malformed envelope: {exc}") from exc
+    # [REJECT] The envelope version is one this node speaks.
+    if envelope.v != ENVELOPE_VERSION:
+        raise Reject(f"unsupported envelope version {envelope.v}")
+    # [REJECT] The kind is a known kind.
+    record_type = RECORD_TYPES.get(envelope.kind)
+    if record_type is None:
+        raise Reject(f"unknown kind {envelope.kind!r}")
+    # [REJECT] The body is the canonical encoding of the kind's record, within its size.
+    try:
+        record = decode_record(record_type, envelope.body, bytes_max=BODY_BYTES_MAX[envelope.kind])
+    except DecodeError as exc:
+        raise Reject(f"malformed {envelope.kind} body: {exc}") from exc
+    # [REJECT] The signer is the record's author.
+    if envelope.signer != record.author:
+        raise Reject(f"{envelope.kind} signed by an account other than its author")
+    # [REJECT] The signature verifies over the domain tag and the body bytes received.
+    if not verify(envelope.signer, signing_input(envelope.kind, envelope.body), envelope.sig):
+        raise Reject(f"bad signature on {envelope.kind}")
+    validate_record(record, now_ms)
+    return SignedMessage(raw=raw, envelope=envelope, record=record)
+
+
+def validate_record(record: Record, now_ms: int) -> None:
+    """Apply the rules of the record's kind. Raises :class:`Reject` or :class:`Ignore`."""
+    _VALIDATORS[type(record)](record, now_ms)
+
+
+def validate_created(created_ms: int, now_ms: int) -> None:
+    """The timestamp rules every kind shares."""
+    # [IGNORE] The record is not from more than FUTURE_MS_MAX in the future.
+    if created_ms > now_ms + FUTURE_MS_MAX:
+        raise Ignore(f"created {created_ms - now_ms} ms in the future (limit {FUTURE_MS_MAX})")
+    # [REJECT] The record is not older than the protocol epoch.
+    if created_ms < EPOCH_MS:
+        raise Reject(f"created_ms {created_ms} is before the protocol epoch {EPOCH_MS}")
+
+
+def _check_text(what: str, text: str, *, multiline: bool = False) -> None:
+    allowed = {"\n"} if multiline else set()
+    for char in text:
+        if unicodedata.category(char)[0] == "C" and char not in allowed:
+            raise Reject(f"{what} contains the control character {char!r}")
+
+
+def validate_manifest(manifest: VideoManifest, now_ms: int) -> None:
+    """Rules of a video manifest. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_created(manifest.created_ms, now_ms)
+    # [REJECT] The title is not blank and holds no control characters.
+    if not manifest.title.strip():
+        raise Reject("title is blank")
+    _check_text("title", manifest.title)
+    # [REJECT] The description holds no control characters other than newlines.
+    _check_text("description", manifest.description, multiline=True)
+    # [REJECT] The license holds no control characters.
+    _check_text("license", manifest.license)
+    # [REJECT] Tags are distinct, non-empty, lower case and without white space.
+    for tag in manifest.tags:
+        if not tag or tag != tag.lower() or any(c.isspace() for c in tag):
+            raise Reject(f"tag {tag!r} must be non-empty, lower case, without spaces")
+        _check_text("tag", tag)
+    if len(set(manifest.tags)) != len(manifest.tags):
+        raise Reject("tags repeat")
+    # [REJECT] remix_of is empty or a message id.
+    if manifest.remix_of and len(manifest.remix_of) != MESSAGE_ID_LEN:
+        raise Reject(f"remix_of must be empty or {MESSAGE_ID_LEN} bytes")
+    # [REJECT] Rendition names are distinct.
+    names = [rendition.name for rendition in manifest.renditions]
+    if len(set(names)) != len(names):
+        raise Reject("rendition names repeat")
+    for rendition in manifest.renditions:
+        # [REJECT] The codecs string uses only letters, digits, dots and commas.
+        if not set(rendition.codecs) <= _CODECS_ALPHABET:
+            raise Reject(f"rendition {rendition.name}: codecs {rendition.codecs!r} malformed")
+        # [REJECT] Each rendition's segments add up to the manifest's duration.
+        total_ms = sum(segment.duration_ms for segment in rendition.segments)
+        if abs(total_ms - manifest.duration_ms) > DURATION_SLACK_MS:
+            raise Reject(
+                f"rendition {rendition.name}: segments last {total_ms} ms, "
+                f"manifest says {manifest.duration_ms} ms (slack {DURATION_SLACK_MS})"
+            )
+
+
+def validate_profile(profile: Profile, now_ms: int) -> None:
+    """Rules of a profile. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_created(profile.created_ms, now_ms)
+    # [REJECT] The name holds no control characters.
+    _check_text("name", profile.name)
+    # [REJECT] The bio holds no control characters other than newlines.
+    _check_text("bio", profile.bio, multiline=True)
+    # [REJECT] The avatar is empty or a content id.
+    if profile.avatar:
+        try:
+            check_cid(profile.avatar)
+        except InvalidCid as exc:
+            raise Reject(f"avatar: {exc}") from exc
+
+
+def validate_tombstone(tombstone: Tombstone, now_ms: int) -> None:
+    """Rules of a tombstone on its own. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_created(tombstone.created_ms, now_ms)
+    # [REJECT] The reason holds no control characters.
+    _check_text("reason", tombstone.reason)
+
+
+def validate_tombstone_target(tombstone: Tombstone, manifest: VideoManifest) -> None:
+    """Rules between a tombstone and the manifest it names (when that one is known)."""
+    # [REJECT] Only the manifest's author withdraws it.
+    if tombstone.author != manifest.author:
+        raise Reject("tombstone by an account other than the video's author")
+
+
+def validate_follow(follow: Follow | Unfollow, now_ms: int) -> None:
+    """Rules of a follow or an unfollow. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_created(follow.created_ms, now_ms)
+    # [REJECT] An account does not follow itself.
+    if follow.target == follow.author:
+        raise Reject(f"{follow.KIND} targets its own author")
+
+
+def validate_reaction(reaction: Reaction, now_ms: int) -> None:
+    """Rules of a reaction. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_created(reaction.created_ms, now_ms)
+    # [REJECT] The reaction is one of REACTIONS.
+    if reaction.reaction not in REACTIONS:
+        raise Reject(f"unknown reaction {reaction.reaction!r}")
+
+
+_VALIDATORS: dict[type[Any], Callable[[Any, int], None]] = {
+    VideoManifest: validate_manifest,
+    Profile: validate_profile,
+    Tombstone: validate_tombstone,
+    Follow: validate_follow,
+    Unfollow: validate_follow,
+    Reaction: validate_reaction,
+}
