@@ -99,6 +99,9 @@ def _check_plain(value: Any, depth: int) -> None:
         raise DecodeError("nil is not allowed")
     if isinstance(value, float):
         raise DecodeError("floats are not allowed")
+    if isinstance(value, msgpack.Timestamp):
+        # msgpack decodes extension type -1 into a Timestamp itself, without calling ext_hook.
+        raise DecodeError("extension type -1 (timestamp) is not allowed")
     if isinstance(value, tuple):
         for item in value:
             _check_plain(item, depth + 1)
@@ -112,6 +115,8 @@ def _check_plain(value: Any, depth: int) -> None:
                 raise DecodeError("map keys are not sorted by their UTF-8 bytes")
             previous = encoded
             _check_plain(item, depth + 1)
+    elif not isinstance(value, bool | int | str | bytes):
+        raise DecodeError(f"type {type(value).__name__} is not allowed")
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from protocol.codec import fld
 CHUNK_BYTES_MAX = 4 * 1024 * 1024
 """The largest chunk (init segment, media segment or thumbnail) a manifest may name."""
 MESSAGE_ID_LEN = 32
-SEGMENTS_MAX = 512
+SEGMENTS_MAX = 320
+"""Media segments per rendition: ten minutes of ~2 s segments, with room to spare."""
 RENDITIONS_MAX = 4
 TAGS_MAX = 10
 TAG_BYTES_MAX = 32
@@ -151,7 +152,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
 }
 
 BODY_BYTES_MAX: dict[str, int] = {
-    "manifest": 64 * 1024,
+    "manifest": 128 * 1024,
     "profile": 1024,
     "tombstone": 512,
     "follow": 256,

@@ -7,8 +7,7 @@ otherwise returns the decoded :class:`SignedMessage`. One ``[REJECT]`` or ``[IGN
 comment stands above each rule; docs/protocol.md lists them all.
 """
 
-import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from protocol.accounts import verify
@@ -42,6 +41,26 @@ EPOCH_MS = 1_577_836_800_000
 """2020-01-01T00:00:00Z: no message of this protocol is older."""
 DURATION_SLACK_MS = 1000
 """How far a rendition's summed segment durations may stray from the manifest's duration."""
+CONTROL_CHARS = frozenset(
+    [chr(c) for c in range(0x00, 0x20)]
+    + [chr(c) for c in range(0x7F, 0xA0)]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+)
+"""C0 and C1 controls and the bidirectional embedding, override and isolate characters.
+
+A fixed list rather than a Unicode category, so that nodes built on different Unicode
+versions reach the same verdict on the same text."""
+WHITE_SPACE = frozenset(
+    [chr(c) for c in range(0x09, 0x0E)]
+    + [" ", "\u0085", "\u00a0", "\u1680"]
+    + [chr(c) for c in range(0x2000, 0x200B)]
+    + ["\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]
+)
+"""Unicode's White_Space property, which the Unicode stability policy keeps fixed."""
+_ASCII_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NO_CLOCK_MS = 2**62
+"""A time after every valid timestamp, for re-checking stored messages."""
 _CODECS_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,")
 
 
@@ -96,30 +115,62 @@ def validate_created(created_ms: int, now_ms: int) -> None:
 
 
 def _check_text(what: str, text: str, *, multiline: bool = False) -> None:
-    allowed = {"\n"} if multiline else set()
     for char in text:
-        if unicodedata.category(char)[0] == "C" and char not in allowed:
+        if char in CONTROL_CHARS and not (multiline and char == "\n"):
             raise Reject(f"{what} contains the control character {char!r}")
+
+
+def _is_blank(text: str) -> bool:
+    return all(char in WHITE_SPACE for char in text)
+
+
+def _check_cid(what: str, cid: bytes) -> None:
+    try:
+        check_cid(cid)
+    except InvalidCid as exc:
+        raise Reject(f"{what}: {exc}") from exc
+
+
+def validate_title(title: str) -> None:
+    """The title rules, also checked by ``toktok publish`` before it starts transcoding."""
+    # [REJECT] The title is not blank and holds no control characters.
+    if _is_blank(title):
+        raise Reject("title is blank")
+    _check_text("title", title)
+
+
+def validate_tags(tags: Sequence[str]) -> None:
+    """The tag rules, also checked by ``toktok publish`` before it starts transcoding."""
+    # [REJECT] Tags are distinct, non-empty, without ASCII capitals or white space.
+    for tag in tags:
+        if not tag or any(c in _ASCII_UPPER or c in WHITE_SPACE for c in tag):
+            raise Reject(f"tag {tag!r} must be non-empty, without capitals A-Z or spaces")
+        _check_text("tag", tag)
+    if len(set(tags)) != len(tags):
+        raise Reject("tags repeat")
+
+
+def reopen_message(raw: bytes) -> SignedMessage:
+    """Re-check a message read back from our own store: every rule except the clock's.
+
+    It passed :func:`validate_message` when it arrived; reading it back we check that the
+    bytes are still intact and signed. Raises :class:`Reject` if they are not.
+    """
+    try:
+        return validate_message(raw, now_ms=_NO_CLOCK_MS)
+    except Ignore as exc:  # pragma: no cover - no clock rule can fire at _NO_CLOCK_MS
+        raise AssertionError("clock rule fired on a stored message") from exc
 
 
 def validate_manifest(manifest: VideoManifest, now_ms: int) -> None:
     """Rules of a video manifest. Raises :class:`Reject` or :class:`Ignore`."""
     validate_created(manifest.created_ms, now_ms)
-    # [REJECT] The title is not blank and holds no control characters.
-    if not manifest.title.strip():
-        raise Reject("title is blank")
-    _check_text("title", manifest.title)
+    validate_title(manifest.title)
     # [REJECT] The description holds no control characters other than newlines.
     _check_text("description", manifest.description, multiline=True)
     # [REJECT] The license holds no control characters.
     _check_text("license", manifest.license)
-    # [REJECT] Tags are distinct, non-empty, lower case and without white space.
-    for tag in manifest.tags:
-        if not tag or tag != tag.lower() or any(c.isspace() for c in tag):
-            raise Reject(f"tag {tag!r} must be non-empty, lower case, without spaces")
-        _check_text("tag", tag)
-    if len(set(manifest.tags)) != len(manifest.tags):
-        raise Reject("tags repeat")
+    validate_tags(manifest.tags)
     # [REJECT] remix_of is empty or a message id.
     if manifest.remix_of and len(manifest.remix_of) != MESSAGE_ID_LEN:
         raise Reject(f"remix_of must be empty or {MESSAGE_ID_LEN} bytes")
@@ -127,6 +178,12 @@ def validate_manifest(manifest: VideoManifest, now_ms: int) -> None:
     names = [rendition.name for rendition in manifest.renditions]
     if len(set(names)) != len(names):
         raise Reject("rendition names repeat")
+    # [REJECT] The thumbnail, init and media segments are named by content ids.
+    _check_cid("thumbnail", manifest.thumbnail.cid)
+    for rendition in manifest.renditions:
+        _check_cid(f"rendition {rendition.name} init", rendition.init.cid)
+        for index, segment in enumerate(rendition.segments):
+            _check_cid(f"rendition {rendition.name} segment {index}", segment.cid)
     for rendition in manifest.renditions:
         # [REJECT] The codecs string uses only letters, digits, dots and commas.
         if not set(rendition.codecs) <= _CODECS_ALPHABET:
@@ -149,10 +206,7 @@ def validate_profile(profile: Profile, now_ms: int) -> None:
     _check_text("bio", profile.bio, multiline=True)
     # [REJECT] The avatar is empty or a content id.
     if profile.avatar:
-        try:
-            check_cid(profile.avatar)
-        except InvalidCid as exc:
-            raise Reject(f"avatar: {exc}") from exc
+        _check_cid("avatar", profile.avatar)
 
 
 def validate_tombstone(tombstone: Tombstone, now_ms: int) -> None:

@@ -1,0 +1,1 @@
+"""Protocol test vectors (``*.json``) and the script that makes them (``make_vectors.py``)."""
