@@ -145,7 +145,9 @@ def test_invalid_encode(value: Any, match: str) -> None:
 # Records, with strategies read from each field's type and limits.
 
 ITEMS_MAX = 3
-"""Generated tuples stay short (a manifest may list SEGMENTS_MAX segments); limits are tested below."""
+"""Generated tuples stay short (a manifest may list SEGMENTS_MAX segments).
+
+Limits are tested below."""
 
 
 def utf8_text(len_min: int, len_max: int) -> st.SearchStrategy[str]:

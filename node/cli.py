@@ -1,0 +1,339 @@
+"""The ``toktok`` command."""
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from node.home import Home, HomeError, default_account, unlock_account
+from node.logs import setup_logging
+from node.publish import PublishMeta, publish_file
+from node.render import duration_text, manifest_json, short_account, total_bytes
+from node.video import VideoError, export, write_sample
+from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.cid import cid_to_text
+from protocol.envelope import seal
+from protocol.errors import ProtocolError
+from protocol.kinds import Follow, Unfollow
+from protocol.validate import validate_record
+from storage.errors import StoreError
+from storage.manifests import DamagedRecord, StoredManifest, manifest_chunks
+from storage.stores import Stores
+
+PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
+HOME_ENV = "TOKTOK_HOME"
+PASSPHRASE_LEN_MIN = 8
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class CliError(Exception):
+    """A failure to report to the user as one line, with exit status 2."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def read_passphrase(*, confirm: bool) -> str:
+    """The passphrase from $TOKTOK_PASSPHRASE, or asked on the terminal."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise CliError(f"no terminal to ask for the passphrase: set {PASSPHRASE_ENV}")
+        value = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("passphrase again: ") != value:
+            raise CliError("the two passphrases differ")
+    if confirm and len(value) < PASSPHRASE_LEN_MIN:
+        raise CliError(f"a passphrase needs at least {PASSPHRASE_LEN_MIN} characters")
+    return value
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[str, float], None]]:
+    """A rich progress bar with one task per phase; yields the callback to feed it."""
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, fraction: float) -> None:
+            if phase not in tasks:
+                tasks[phase] = int(bar.add_task(phase, total=1.0))
+            bar.update(tasks[phase], completed=min(max(fraction, 0.0), 1.0))  # type: ignore[arg-type]
+
+        yield update
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = Home(args.home)
+    passphrase = read_passphrase(confirm=True)
+    key = home.init(account_name=args.name, passphrase=passphrase)
+    out.print(f"initialised {home.path}")
+    out.print(f"account {args.name}: {key.account_id}")
+    return 0
+
+
+def cmd_whoami(args: argparse.Namespace) -> int:
+    with Home(args.home).open() as stores:
+        name, public_key = default_account(stores)
+    out.print(f"{name} {account_to_text(public_key)}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    write_sample(args.out, seconds=args.seconds, height=args.height)
+    out.print(str(args.out))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    meta = PublishMeta(
+        title=args.title,
+        description=args.description,
+        tags=tuple(args.tag),
+        license=args.license,
+    )
+    if not args.file.is_file():
+        raise CliError(f"{args.file}: no such file")
+    with Home(args.home).open() as stores:
+        key = unlock_account(stores, read_passphrase(confirm=False), args.account)
+        with progress_bar("publish") as update:
+            message = publish_file(stores, key, args.file, meta, now_ms=now_ms(), progress=update)
+        stored = stores.manifests.get(message.id)
+        assert stored is not None
+        if args.json:
+            out.print_json(json.dumps(manifest_json(stored)))
+    print(message.id.hex())
+    return 0
+
+
+def _find(stores: Stores, text: str) -> StoredManifest:
+    try:
+        mid = stores.manifests.resolve(text)
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from exc
+    stored = stores.manifests.get(mid)
+    if stored is None:
+        raise CliError(f"no stored video with id {text}")
+    return stored
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with Home(args.home).open() as stores:
+        stored = _find(stores, args.id)
+        data = manifest_json(stored)
+    if args.json:
+        out.print_json(json.dumps(data))
+        return 0
+    m = stored.manifest
+    out.print(f"[bold]{m.title}[/bold]  ({duration_text(m.duration_ms)})")
+    out.print(f"id        {data['id']}")
+    out.print(f"creator   {data['author']}")
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.created_ms / 1000))
+    out.print(f"created   {created} UTC")
+    if m.tags:
+        out.print("tags      " + " ".join(f"#{t}" for t in m.tags))
+    out.print(f"source    sha256 {data['source_sha256']} ({m.source_size} bytes)")
+    out.print(f"thumbnail {data['thumbnail']['cid']}")
+    for r in m.renditions:
+        out.print(
+            f"rendition {r.name}: {r.width}x{r.height} {r.codecs}, "
+            f"{len(r.segments)} segments, {r.bandwidth // 1000} kbit/s peak"
+        )
+    out.print(f"size      {total_bytes(m)} bytes in {len(set(manifest_chunks(m)))} chunks")
+    return 0
+
+
+def cmd_videos(args: argparse.Namespace) -> int:
+    with Home(args.home).open() as stores:
+        videos = stores.manifests.recent(limit=args.limit)
+    if args.json:
+        out.print_json(json.dumps([manifest_json(v) for v in videos]))
+        return 0
+    table = Table("id", "title", "creator", "length", "created (UTC)")
+    for v in videos:
+        m = v.manifest
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.created_ms / 1000))
+        table.add_row(
+            v.id.hex()[:16], m.title, short_account(m.author), duration_text(m.duration_ms), created
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with Home(args.home).open() as stores:
+        m = _find(stores, args.id).manifest
+        names = [r.name for r in m.renditions]
+        chosen = args.rendition or max(m.renditions, key=lambda r: r.height).name
+        rendition = next((r for r in m.renditions if r.name == chosen), None)
+        if rendition is None:
+            raise CliError(f"no rendition {chosen!r}; this video has {', '.join(names)}")
+        init = stores.chunks.get(rendition.init.cid)
+        segments = (stores.chunks.get(s.cid) for s in rendition.segments)
+        export(init, segments, args.out)
+    out.print(f"wrote {args.out} ({rendition.name}, {duration_text(m.duration_ms)})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    with Home(args.home).open() as stores, progress_bar("verify") as update:
+        total = max(stores.chunks.count, 1)
+        checked = 0
+        for cid, intact in stores.chunks.verify():
+            checked += 1
+            update("chunks", checked / total)
+            if not intact:
+                problems.append(f"damaged chunk {cid_to_text(cid)}")
+        for mid in list(stores.manifests.ids()):
+            try:
+                stored = stores.manifests.get(mid)
+            except DamagedRecord as exc:
+                problems.append(str(exc))
+                continue
+            assert stored is not None
+            if not all(stores.chunks.has(c) for c in manifest_chunks(stored.manifest)):
+                problems.append(f"incomplete video {mid.hex()}")
+    for line in problems:
+        out.print(line)
+    if problems:
+        out.print(f"{len(problems)} problems in {checked} chunks")
+        return 1
+    out.print(f"ok: {checked} chunks intact, every video complete")
+    return 0
+
+
+def _social(args: argparse.Namespace, follow: bool) -> int:
+    try:
+        target = account_from_text(args.account)
+    except InvalidAccount as exc:
+        raise CliError(str(exc)) from exc
+    with Home(args.home).open() as stores:
+        key = unlock_account(stores, read_passphrase(confirm=False), args.as_account)
+        cls = Follow if follow else Unfollow
+        record = cls(author=key.public_key, created_ms=now_ms(), target=target)
+        validate_record(record, now_ms())
+        stores.social.apply(seal(key, record))
+    out.print(f"{'following' if follow else 'no longer following'} {args.account}")
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    return _social(args, follow=True)
+
+
+def cmd_unfollow(args: argparse.Namespace) -> int:
+    return _social(args, follow=False)
+
+
+def cmd_following(args: argparse.Namespace) -> int:
+    with Home(args.home).open() as stores:
+        _, public_key = default_account(stores)
+        for target in stores.social.following(public_key):
+            out.print(account_to_text(target))
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    default_home = Path(os.environ.get(HOME_ENV, "~/.toktok"))
+    parser = argparse.ArgumentParser(prog="toktok", description="toktok node")
+    parser.add_argument("--home", type=Path, default=default_home, help="node home directory")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning (default)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a node home and a first account")
+    p.add_argument("--name", default="default", help="name of the first account")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("whoami", help="print the default account")
+    p.set_defaults(func=cmd_whoami)
+
+    p = sub.add_parser("sample", help="write a synthetic test video")
+    p.add_argument("out", type=Path)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--height", type=int, default=720)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("publish", help="transcode, store and sign a video")
+    p.add_argument("file", type=Path)
+    p.add_argument("--title", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--license", default="")
+    p.add_argument("--account", default=None, help="account name (default: the home's)")
+    p.add_argument("--json", action="store_true", help="print the full manifest")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("export", help="write a stored video as one MP4 file")
+    p.add_argument("id")
+    p.add_argument("out", type=Path)
+    p.add_argument("--rendition", default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="re-hash every stored chunk")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("videos", help="list stored videos, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_videos)
+
+    p = sub.add_parser("show", help="show one video's manifest")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    for name, func, text in (
+        ("follow", cmd_follow, "follow an account"),
+        ("unfollow", cmd_unfollow, "stop following an account"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("account")
+        p.add_argument("--as", dest="as_account", default=None, help="acting account name")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("following", help="accounts the default account follows")
+    p.set_defaults(func=cmd_following)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except (CliError, HomeError, VideoError, ProtocolError, StoreError) as exc:
+        # One line, never wrapped to the terminal's width: scripts read it.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

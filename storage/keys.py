@@ -1,0 +1,132 @@
+"""Every key in the node's LevelDB, in one place.
+
+A key is one :class:`Prefix` byte followed by fields that each store defines below. Integers
+inside keys are big-endian and fixed-width, so LevelDB's bytewise order is numeric order and a
+range scan over a prefix pages through entries by time or sequence.
+
+A prefix value is never reused: when an entity is retired its line stays here, commented
+out, with the version that retired it, so an old database is never misread by new code.
+"""
+
+from enum import IntEnum, unique
+
+from protocol.cid import CID_LEN
+
+
+@unique  # a reused value would silently become an alias of the older name
+class Prefix(IntEnum):
+    """The first byte of every key in the node's LevelDB."""
+
+    # Store metadata: META + name -> value. Names are listed below (META_*); the schema version
+    # lives here and so do the chunk store's byte counters.
+    META = 0x01
+
+    # Chunk bytes exactly as received, no envelope, so a read is one LevelDB get and one hash:
+    # CHUNK_DATA + cid (36 bytes) -> raw bytes.
+    CHUNK_DATA = 0x10
+    # Chunk metadata: CHUNK_META + cid -> msgpack [size, lru_tick, pin_mask].
+    CHUNK_META = 0x11
+    # Eviction order of the unpinned chunks, least recently used first:
+    # CHUNK_LRU + tick (u64) + cid -> b"". Pinned chunks have no entry.
+    CHUNK_LRU = 0x12
+    # Pins by reason, so a service can list what it pinned: CHUNK_PIN + reason (u8) + cid -> b"".
+    CHUNK_PIN = 0x13
+
+    # Video manifests by message id: MANIFEST + message id -> signed envelope bytes.
+    MANIFEST = 0x20
+    # Manifests of one creator, oldest first:
+    # MANIFEST_BY_CREATOR + creator key (32) + created_ms (u64) + message id -> b"".
+    MANIFEST_BY_CREATOR = 0x21
+    # Manifests in time order: MANIFEST_BY_TIME + created_ms (u64) + message id -> b"".
+    MANIFEST_BY_TIME = 0x22
+    # Withdrawn videos: TOMBSTONE + manifest message id -> signed tombstone envelope.
+    TOMBSTONE = 0x23
+
+    # Follow state per (author, target), last write wins:
+    # SOCIAL_EDGE + author key + target key -> msgpack [following, created_ms, id, envelope].
+    SOCIAL_EDGE = 0x30
+    # Followers index, present while the author follows: SOCIAL_REVERSE + target + author -> b"".
+    SOCIAL_REVERSE = 0x31
+    # Latest reaction per (video, author), last write wins:
+    # REACTION + manifest message id + author key -> msgpack [liked, created_ms, id, envelope].
+    REACTION = 0x32
+    # Latest profile per account: PROFILE + account key -> msgpack [True, created_ms, id,
+    # envelope] (the same register layout as above).
+    PROFILE = 0x33
+
+    # Encrypted account secrets: KEYSTORE + entry name (UTF-8) -> msgpack record.
+    KEYSTORE = 0x40
+
+    # Node settings set at run time: CONFIG + name (UTF-8) -> value (UTF-8).
+    CONFIG = 0x50
+
+    # Retired values go here, commented out, with the schema version that retired them and
+    # why (``# NAME = 0x.. retired in schema N: ...``); none yet.
+
+
+# Names under Prefix.META.
+META_SCHEMA = b"schema"
+# The chunk store's counters: msgpack [used_bytes, count, pinned_bytes].
+META_CHUNK_COUNTERS = b"chunk_counters"
+
+U64_MAX = 2**64 - 1
+TICK_BYTES = 8
+
+
+def u64(value: int) -> bytes:
+    """Encode ``value`` as 8 big-endian bytes. Raises ValueError when out of range."""
+    if not 0 <= value <= U64_MAX:
+        raise ValueError(f"{value} does not fit in an unsigned 64-bit key field")
+    return value.to_bytes(8, "big")
+
+
+def prefix(p: Prefix) -> bytes:
+    """Return the one-byte key prefix of ``p``, for range scans over a whole entity."""
+    return bytes((p,))
+
+
+def meta_key(name: bytes) -> bytes:
+    """Key of the store metadata value ``name`` (one of the META_* names)."""
+    return bytes((Prefix.META,)) + name
+
+
+def chunk_data_key(cid: bytes) -> bytes:
+    """Key of a chunk's bytes."""
+    return bytes((Prefix.CHUNK_DATA,)) + cid
+
+
+def chunk_meta_key(cid: bytes) -> bytes:
+    """Key of a chunk's metadata."""
+    return bytes((Prefix.CHUNK_META,)) + cid
+
+
+def chunk_lru_key(tick: int, cid: bytes) -> bytes:
+    """Key of a chunk's place in the eviction order."""
+    return bytes((Prefix.CHUNK_LRU,)) + u64(tick) + cid
+
+
+def split_chunk_lru_key(key: bytes) -> tuple[int, bytes]:
+    """Return (tick, cid) of a CHUNK_LRU key. Raises ValueError on a malformed key."""
+    if len(key) != 1 + TICK_BYTES + CID_LEN or key[0] != Prefix.CHUNK_LRU:
+        raise ValueError(f"not a chunk LRU key: {key[:12].hex()}... ({len(key)} bytes)")
+    return int.from_bytes(key[1 : 1 + TICK_BYTES], "big"), key[1 + TICK_BYTES :]
+
+
+def chunk_pin_prefix(reason: int) -> bytes:
+    """Prefix of every pin index key of one pin reason."""
+    return bytes((Prefix.CHUNK_PIN, reason))
+
+
+def chunk_pin_key(reason: int, cid: bytes) -> bytes:
+    """Key recording that ``cid`` is pinned for ``reason``."""
+    return chunk_pin_prefix(reason) + cid
+
+
+def keystore_key(name: str) -> bytes:
+    """Key of the keystore entry ``name``."""
+    return bytes((Prefix.KEYSTORE,)) + name.encode("utf-8")
+
+
+def key(p: Prefix, *parts: bytes) -> bytes:
+    """A key of entity ``p``: its prefix byte followed by ``parts`` (fixed-width fields)."""
+    return bytes((p,)) + b"".join(parts)
