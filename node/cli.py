@@ -33,7 +33,7 @@ PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
 HOME_ENV = "TOKTOK_HOME"
 PASSPHRASE_LEN_MIN = 8
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 
@@ -60,7 +60,7 @@ def read_passphrase(*, confirm: bool) -> str:
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[str, float], None]]:
+def progress_bar() -> Iterator[Callable[[str, float], None]]:
     """A rich progress bar with one task per phase; yields the callback to feed it."""
     with Progress(
         TextColumn("{task.description:<10}"),
@@ -101,7 +101,13 @@ def cmd_whoami(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    write_sample(args.out, seconds=args.seconds, height=args.height)
+    with progress_bar() as update:
+        write_sample(
+            args.out,
+            seconds=args.seconds,
+            height=args.height,
+            progress=lambda fraction: update("encode", fraction),
+        )
     out.print(str(args.out))
     return 0
 
@@ -117,7 +123,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: no such file")
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.account)
-        with progress_bar("publish") as update:
+        with progress_bar() as update:
             message = publish_file(stores, key, args.file, meta, now_ms=now_ms(), progress=update)
         stored = stores.manifests.get(message.id)
         assert stored is not None
@@ -198,7 +204,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     problems: list[str] = []
-    with Home(args.home).open() as stores, progress_bar("verify") as update:
+    with Home(args.home).open() as stores, progress_bar() as update:
         total = max(stores.chunks.count, 1)
         checked = 0
         for cid, intact in stores.chunks.verify():

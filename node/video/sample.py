@@ -7,6 +7,7 @@ search and the transcode benchmark is not flattered by a static image.
 
 import math
 import os
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -25,10 +26,16 @@ TONE_HZ = 440.0
 
 
 def write_sample(
-    path: str | os.PathLike[str], *, seconds: float, height: int = 720, fps: int = 30
+    path: str | os.PathLike[str],
+    *,
+    seconds: float,
+    height: int = 720,
+    fps: int = 30,
+    progress: Callable[[float], None] | None = None,
 ) -> None:
     """Write a synthetic `seconds`-long H.264/AAC MP4 at `height` lines, 16:9, to `path`.
 
+    `progress`, if given, is called with the fraction written, once per second of video.
     Raises VideoError if an argument is out of range.
     """
     if not 0 < seconds <= SAMPLE_SECONDS_MAX:
@@ -68,8 +75,12 @@ def write_sample(
             for start in range(written, due, AUDIO_FRAME_SAMPLES):
                 out.mux(audio.encode(_tone_frame(start, min(AUDIO_FRAME_SAMPLES, due - start))))
             written = max(written, due)
+            if progress is not None and (index + 1) % fps == 0:
+                progress((index + 1) / frame_count)
         out.mux(video.encode(None))
         out.mux(audio.encode(None))
+    if progress is not None:
+        progress(1.0)
 
 
 def _tone_frame(start: int, count: int) -> av.AudioFrame:
