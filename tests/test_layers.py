@@ -21,7 +21,7 @@ NO_NETWORK_RUNTIME = {"trio", "libp2p", "aiortc", "asyncio"}
 
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)
