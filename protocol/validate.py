@@ -17,6 +17,7 @@ from protocol.codec import decode_record
 from protocol.envelope import (
     ENVELOPE_BYTES_MAX,
     ENVELOPE_VERSION,
+    Envelope,
     SignedMessage,
     decode_envelope,
     signing_input,
@@ -65,10 +66,12 @@ _NO_CLOCK_MS = 2**62
 _CODECS_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,")
 
 
-def validate_message(raw: bytes, now_ms: int) -> SignedMessage:
-    """Decode and check a message received from outside, at local time ``now_ms``.
+def verify_envelope(raw: bytes) -> Envelope:
+    """Decode an envelope and check its signature over the exact body bytes received.
 
-    Raises :class:`Reject` or :class:`Ignore`; returns the message otherwise.
+    This is all the envelope layer checks: that the bytes are a well-formed envelope of a
+    known kind and that ``signer`` signed ``body`` under the kind's domain tag. The body is
+    not decoded. Raises :class:`Reject`.
     """
     # [REJECT] The envelope is at most ENVELOPE_BYTES_MAX bytes.
     if len(raw) > ENVELOPE_BYTES_MAX:
@@ -82,20 +85,30 @@ def validate_message(raw: bytes, now_ms: int) -> SignedMessage:
     if envelope.v != ENVELOPE_VERSION:
         raise Reject(f"unsupported envelope version {envelope.v}")
     # [REJECT] The kind is a known kind.
-    record_type = RECORD_TYPES.get(envelope.kind)
-    if record_type is None:
+    if envelope.kind not in RECORD_TYPES:
         raise Reject(f"unknown kind {envelope.kind!r}")
+    # [REJECT] The signature verifies over the domain tag and the body bytes received.
+    if not verify(envelope.signer, signing_input(envelope.kind, envelope.body), envelope.sig):
+        raise Reject(f"bad signature on {envelope.kind}")
+    return envelope
+
+
+def validate_message(raw: bytes, now_ms: int) -> SignedMessage:
+    """Decode and check a message received from outside, at local time ``now_ms``.
+
+    Raises :class:`Reject` or :class:`Ignore`; returns the message otherwise.
+    """
+    envelope = verify_envelope(raw)
     # [REJECT] The body is the canonical encoding of the kind's record, within its size.
     try:
-        record = decode_record(record_type, envelope.body, bytes_max=BODY_BYTES_MAX[envelope.kind])
+        record = decode_record(
+            RECORD_TYPES[envelope.kind], envelope.body, bytes_max=BODY_BYTES_MAX[envelope.kind]
+        )
     except DecodeError as exc:
         raise Reject(f"malformed {envelope.kind} body: {exc}") from exc
     # [REJECT] The signer is the record's author.
     if envelope.signer != record.author:
         raise Reject(f"{envelope.kind} signed by an account other than its author")
-    # [REJECT] The signature verifies over the domain tag and the body bytes received.
-    if not verify(envelope.signer, signing_input(envelope.kind, envelope.body), envelope.sig):
-        raise Reject(f"bad signature on {envelope.kind}")
     validate_record(record, now_ms)
     return SignedMessage(raw=raw, envelope=envelope, record=record)
 

@@ -1,6 +1,6 @@
 """The video layer: probe uploads, transcode them to CMAF renditions, cut and export them.
 
-See the 'Video' section of ARCHITECTURE.md. Everything here is synchronous and CPU-bound
+See docs/architecture.md for where it sits. Everything here is synchronous and CPU-bound
 (an ingest takes seconds to minutes), so a caller on an event loop runs it in a worker
 thread. Every error it raises on bad input is a VideoError with a one-line message.
 """
