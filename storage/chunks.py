@@ -450,18 +450,24 @@ def _check_chunk(cid: bytes, data: bytes) -> None:
         )
 
 
-def _decode_meta(cid: bytes, raw: bytes) -> _Meta:
+def _three_counts(raw: bytes) -> list[int] | None:
+    """The msgpack list of three non-negative integers in ``raw``, or None if it is not one."""
     try:
         fields = msgpack.unpackb(raw)
     except ValueError:
-        fields = None
+        return None
     if (
-        not isinstance(fields, list)
-        or len(fields) != 3
-        or not all(type(f) is int and f >= 0 for f in fields)
-        or fields[0] > CHUNK_BYTES_MAX
-        or fields[2] & ~_PIN_MASK_ALL
+        isinstance(fields, list)
+        and len(fields) == 3
+        and all(type(f) is int and f >= 0 for f in fields)
     ):
+        return fields
+    return None
+
+
+def _decode_meta(cid: bytes, raw: bytes) -> _Meta:
+    fields = _three_counts(raw)
+    if fields is None or fields[0] > CHUNK_BYTES_MAX or fields[2] & ~_PIN_MASK_ALL:
         raise StoreCorrupt(f"metadata of chunk {cid_to_text(cid)} is damaged: {raw[:32].hex()}")
     return _Meta(*fields)
 
@@ -470,15 +476,8 @@ def _load_counters(kv: KV) -> _Counters:
     raw = kv.get(_COUNTERS_KEY)
     if raw is None:
         return _Counters()
-    try:
-        fields = msgpack.unpackb(raw)
-    except ValueError:
-        fields = None
-    if (
-        not isinstance(fields, list)
-        or len(fields) != 3
-        or not all(type(f) is int and f >= 0 for f in fields)
-    ):
+    fields = _three_counts(raw)
+    if fields is None:
         raise StoreCorrupt(f"chunk store counters are damaged: {raw[:32].hex()}")
     return _Counters(*fields)
 
