@@ -30,5 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/ingest.py
 
+# The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
-	rm -rf $(VENV) $(HOME_DEMO) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	@if [ -f $(HOME_DEMO)/.toktok-demo ]; then rm -rf $(HOME_DEMO); \
+	elif [ -e $(HOME_DEMO) ]; then echo "kept $(HOME_DEMO): it has no .toktok-demo file"; fi

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from node.home import Home, HomeError, default_account, unlock_account
 from node.logs import setup_logging
@@ -25,8 +26,8 @@ from protocol.envelope import seal
 from protocol.errors import ProtocolError
 from protocol.kinds import Follow, Unfollow
 from protocol.validate import validate_record
-from storage.errors import StoreError
-from storage.manifests import DamagedRecord, StoredManifest, manifest_chunks
+from storage.errors import DamagedRecord, StoreError
+from storage.manifests import StoredManifest, manifest_chunks
 from storage.stores import Stores
 
 PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
@@ -39,6 +40,35 @@ err = Console(stderr=True, highlight=False)
 
 class CliError(Exception):
     """A failure to report to the user as one line, with exit status 2."""
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print one line of literal text; a ``(text, style)`` part is styled.
+
+    Titles, tags and names come from peers: printed as markup, ``[/]`` in a title would
+    raise and ``[red]`` would restyle the output. ``Text`` is never parsed for markup.
+    """
+    out.print(Text.assemble(*parts))
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for a failed file operation: the path and the system's reason."""
+    if exc.strerror is None or exc.filename is None:
+        return " ".join(str(exc).split())
+    if exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {exc.strerror}"
+    return f"{exc.filename}: {exc.strerror}"
 
 
 def now_ms() -> int:
@@ -88,27 +118,34 @@ def cmd_init(args: argparse.Namespace) -> int:
     home = Home(args.home)
     passphrase = read_passphrase(confirm=True)
     key = home.init(account_name=args.name, passphrase=passphrase)
-    out.print(f"initialised {home.path}")
-    out.print(f"account {args.name}: {key.account_id}")
+    say(f"initialised {home.path}")
+    say(f"account {args.name}: {key.account_id}")
     return 0
 
 
 def cmd_whoami(args: argparse.Namespace) -> int:
     with Home(args.home).open() as stores:
         name, public_key = default_account(stores)
-    out.print(f"{name} {account_to_text(public_key)}")
+    say(f"{name} {account_to_text(public_key)}")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    with progress_bar() as update:
-        write_sample(
-            args.out,
-            seconds=args.seconds,
-            height=args.height,
-            progress=lambda fraction: update("encode", fraction),
-        )
-    out.print(str(args.out))
+    try:
+        with progress_bar() as update:
+            write_sample(
+                args.out,
+                seconds=args.seconds,
+                height=args.height,
+                progress=lambda fraction: update("encode", fraction),
+            )
+    except OSError as exc:
+        # FFmpeg opens the output when the first packet is written, and its error then
+        # names no file: name it here.
+        if exc.filename is not None:
+            raise
+        raise CliError(f"{args.out}: {exc.strerror or exc}") from exc
+    say(str(args.out))
     return 0
 
 
@@ -152,21 +189,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.print_json(json.dumps(data))
         return 0
     m = stored.manifest
-    out.print(f"[bold]{m.title}[/bold]  ({duration_text(m.duration_ms)})")
-    out.print(f"id        {data['id']}")
-    out.print(f"creator   {data['author']}")
+    say((m.title, "bold"), f"  ({duration_text(m.duration_ms)})")
+    say(f"id        {data['id']}")
+    say(f"creator   {data['author']}")
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.created_ms / 1000))
-    out.print(f"created   {created} UTC")
+    say(f"created   {created} UTC")
     if m.tags:
-        out.print("tags      " + " ".join(f"#{t}" for t in m.tags))
-    out.print(f"source    sha256 {data['source_sha256']} ({m.source_size} bytes)")
-    out.print(f"thumbnail {data['thumbnail']['cid']}")
+        say("tags      " + " ".join(f"#{t}" for t in m.tags))
+    say(f"source    sha256 {data['source_sha256']} ({m.source_size} bytes)")
+    say(f"thumbnail {data['thumbnail']['cid']}")
     for r in m.renditions:
-        out.print(
+        say(
             f"rendition {r.name}: {r.width}x{r.height} {r.codecs}, "
             f"{len(r.segments)} segments, {r.bandwidth // 1000} kbit/s peak"
         )
-    out.print(f"size      {total_bytes(m)} bytes in {len(set(manifest_chunks(m)))} chunks")
+    say(f"size      {total_bytes(m)} bytes in {len(set(manifest_chunks(m)))} chunks")
     return 0
 
 
@@ -176,12 +213,19 @@ def cmd_videos(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(json.dumps([manifest_json(v) for v in videos]))
         return 0
+    if not videos:
+        say("no videos stored yet: 'toktok publish FILE --title T' adds one")
+        return 0
     table = Table("id", "title", "creator", "length", "created (UTC)")
     for v in videos:
         m = v.manifest
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.created_ms / 1000))
         table.add_row(
-            v.id.hex()[:16], m.title, short_account(m.author), duration_text(m.duration_ms), created
+            v.id.hex()[:16],
+            Text(m.title),
+            short_account(m.author),
+            duration_text(m.duration_ms),
+            created,
         )
     out.print(table)
     return 0
@@ -198,7 +242,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         init = stores.chunks.get(rendition.init.cid)
         segments = (stores.chunks.get(s.cid) for s in rendition.segments)
         export(init, segments, args.out)
-    out.print(f"wrote {args.out} ({rendition.name}, {duration_text(m.duration_ms)})")
+    say(f"wrote {args.out} ({rendition.name}, {duration_text(m.duration_ms)})")
     return 0
 
 
@@ -221,12 +265,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             assert stored is not None
             if not all(stores.chunks.has(c) for c in manifest_chunks(stored.manifest)):
                 problems.append(f"incomplete video {mid.hex()}")
+        problems.extend(stores.chunks.audit())
     for line in problems:
-        out.print(line)
+        say(line)
     if problems:
-        out.print(f"{len(problems)} problems in {checked} chunks")
+        say(f"{len(problems)} problems in {checked} chunks")
         return 1
-    out.print(f"ok: {checked} chunks intact, every video complete")
+    say(f"ok: {checked} chunks intact, every video complete, accounting exact")
     return 0
 
 
@@ -241,7 +286,7 @@ def _social(args: argparse.Namespace, follow: bool) -> int:
         record = cls(author=key.public_key, created_ms=now_ms(), target=target)
         validate_record(record, now_ms())
         stores.social.apply(seal(key, record))
-    out.print(f"{'following' if follow else 'no longer following'} {args.account}")
+    say(f"{'following' if follow else 'no longer following'} {args.account}")
     return 0
 
 
@@ -257,7 +302,7 @@ def cmd_following(args: argparse.Namespace) -> int:
     with Home(args.home).open() as stores:
         _, public_key = default_account(stores)
         for target in stores.social.following(public_key):
-            out.print(account_to_text(target))
+            say(account_to_text(target))
     return 0
 
 
@@ -304,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("videos", help="list stored videos, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (>= 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_videos)
 
@@ -335,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, HomeError, VideoError, ProtocolError, StoreError) as exc:
         # One line, never wrapped to the terminal's width: scripts read it.
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path the user gave that cannot be read or written (PyAV's errors subclass it).
+        print(f"error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")

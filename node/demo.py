@@ -13,6 +13,33 @@ from pathlib import Path
 from node.cli import main as toktok
 
 DEMO_PASSPHRASE = "demo passphrase"
+DEMO_MARKER = ".toktok-demo"
+"""A file the demo writes into its home, so a later run knows the directory is its own."""
+
+
+class NotADemoHome(Exception):
+    """The demo was pointed at a path it did not create, and will not delete."""
+
+
+def fresh_home(path: Path) -> None:
+    """Make `path` an empty demo home holding only the marker, deleting an earlier one.
+
+    A directory is deleted only if an earlier run marked it: `make demo HOME_DEMO=~` must
+    not wipe a home directory. Raises NotADemoHome for anything else at `path` (an empty
+    directory is used as it is).
+    """
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise NotADemoHome(f"{path} is not a plain directory; choose another --home")
+    if path.is_dir():
+        if (path / DEMO_MARKER).is_file():
+            shutil.rmtree(path)
+        elif any(path.iterdir()):
+            raise NotADemoHome(
+                f"refusing to delete {path}: it has no {DEMO_MARKER} file, so the demo did "
+                "not create it; choose another --home, or delete it yourself"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARKER).write_text("made by 'make demo'; deleted by its next run\n")
 
 
 def run(*argv: str) -> None:
@@ -27,8 +54,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(".demo-home"))
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    if args.home.exists():
-        shutil.rmtree(args.home)
+    try:
+        fresh_home(args.home)
+    except (NotADemoHome, OSError) as exc:
+        sys.exit(f"demo: {exc}")
     os.environ.setdefault("TOKTOK_PASSPHRASE", DEMO_PASSPHRASE)
     home = str(args.home / "node")
     sample = str(args.home / "sample.mp4")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from protocol.accounts import SEED_LEN, AccountKey
 from storage.errors import StoreError
+from storage.keystore import check_name
+from storage.kv import Batch
 from storage.stores import Stores
 
 DEFAULT_ACCOUNT_SETTING = "default_account"
@@ -49,12 +51,18 @@ class Home:
         """
         if self.exists():
             raise HomeError(f"{self.path} is already a toktok home")
+        check_name(account_name)
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_secret(self.node_key_path, os.urandom(SEED_LEN))
         key = AccountKey(seed if seed is not None else os.urandom(SEED_LEN))
         with Stores.open(self.db_path) as stores:
-            stores.keystore.add(account_name, key.seed, key.public_key, passphrase)
-            stores.set_setting(DEFAULT_ACCOUNT_SETTING, account_name)
+            if stores.keystore.names():
+                raise HomeError(f"{self.db_path} already holds accounts; not overwriting them")
+            batch = Batch()
+            stores.keystore.add(account_name, key.seed, key.public_key, passphrase, batch=batch)
+            stores.stage_setting(batch, DEFAULT_ACCOUNT_SETTING, account_name)
+            stores.kv.write(batch, sync=True)
+        # Last: the node key marks a home as set up, so a crash before it leaves none.
+        _write_secret(self.node_key_path, os.urandom(SEED_LEN))
         return key
 
     def open(self, *, quota_bytes: int | None = None) -> Stores:

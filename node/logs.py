@@ -4,7 +4,6 @@ import json
 import logging
 import os
 import sys
-import time
 
 LOG_LEVEL_ENV = "TOKTOK_LOG"
 
@@ -34,7 +33,6 @@ def setup_logging(level: str | None = None) -> None:
     name = (level or os.environ.get(LOG_LEVEL_ENV) or "warning").upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, name, logging.WARNING))

@@ -1,9 +1,11 @@
-"""Publishing a video: ingest, store every chunk, then sign and store the manifest.
+"""Publishing a video: ingest, sign the manifest, store every chunk, then the manifest.
 
-The order is what makes a crash harmless: chunks go in first (each in its own atomic
-batch), and the manifest goes in last, in one batch with its indexes and the pins on its
-chunks. A crash before that batch leaves only unpinned chunks, which the quota evicts; a
-crash after it leaves a complete video. No manifest is ever stored without all its chunks.
+The order is what makes a crash harmless. A pending entry naming the chunks is written
+first; each chunk then goes in (its own atomic batch), pinned so the quota cannot evict it
+before the manifest lands; the manifest goes in last, in one batch with its indexes that
+also removes the pending entry. A crash before that batch leaves a pending entry, and the
+next open of the store unpins and drops those chunks; a crash after it leaves a complete
+video. No manifest is ever stored without all its chunks, and nothing leaks.
 """
 
 import logging
@@ -14,10 +16,12 @@ from pathlib import Path
 from node.video import IngestResult, ingest
 from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
+from protocol.codec import check_field
 from protocol.envelope import SignedMessage, seal
 from protocol.kinds import ChunkRef, Rendition, SegmentRef, VideoManifest
-from protocol.validate import validate_record, validate_tags, validate_title
+from protocol.validate import validate_message, validate_tags, validate_title
 from storage.chunks import PinReason
+from storage.errors import StoreError
 from storage.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,15 @@ class PublishMeta:
 
 
 def check_meta(meta: PublishMeta) -> None:
-    """Check the creator's text before any transcoding. Raises ``protocol.errors.Reject``."""
+    """Check the creator's text before any transcoding, against the field limits and rules.
+
+    Raises ``protocol.errors.DecodeError`` (a limit) or ``protocol.errors.Reject`` (a rule).
+    """
+    check_field(VideoManifest, "title", meta.title)
+    check_field(VideoManifest, "description", meta.description)
+    check_field(VideoManifest, "tags", tuple(meta.tags))
+    check_field(VideoManifest, "license", meta.license)
+    check_field(VideoManifest, "remix_of", meta.remix_of)
     validate_title(meta.title)
     validate_tags(list(meta.tags))
 
@@ -97,12 +109,17 @@ def store_video(
 ) -> None:
     """Store the chunks, then the manifest pinned as the node's own video."""
     chunks = video_chunks(result)
+    stores.manifests.begin(message)
     log.info("storing video", extra={"event": "store_start", "chunks": len(chunks)})
-    for done, data in enumerate(chunks, start=1):
-        stores.chunks.put(chunk_id(data), data)
-        if progress is not None:
-            progress("store", done / len(chunks))
-    stores.manifests.put(message, pin=PinReason.OWN)
+    try:
+        for done, data in enumerate(chunks, start=1):
+            stores.chunks.put(chunk_id(data), data, pin=PinReason.OWN)
+            if progress is not None:
+                progress("store", done / len(chunks))
+        stores.manifests.put(message, pin=PinReason.OWN)
+    except StoreError:
+        stores.manifests.recover()  # the store refused (quota, say): take the chunks back
+        raise
     log.info("stored video", extra={"event": "store_done", "id": message.id.hex()})
 
 
@@ -117,9 +134,11 @@ def publish_file(
 ) -> SignedMessage:
     """Ingest ``path``, store it and its signed manifest; return the manifest message.
 
-    Raises ``protocol.errors.Reject`` for bad metadata, ``node.video.VideoError`` for a
-    file that is not a usable video, and ``storage.errors.StoreError`` subclasses when the
-    store cannot take it (quota). Nothing is stored when it raises before the chunks.
+    Raises ``protocol.errors.ProtocolError`` subclasses for bad metadata (or a video whose
+    manifest would break a limit), ``node.video.VideoError`` for a file that is not a
+    usable video, and ``storage.errors.StoreError`` subclasses when the store cannot take
+    it (quota). When it raises, no manifest is stored, and a failure while storing chunks
+    leaves a pending entry that the next open of the store undoes.
     """
     check_meta(meta)
 
@@ -129,7 +148,8 @@ def publish_file(
 
     result = ingest(path, progress=transcode_progress)
     manifest = build_manifest(result, key.public_key, meta, now_ms)
-    validate_record(manifest, now_ms)
     message = seal(key, manifest)
+    # What every receiver will run: nothing is stored that a peer would refuse.
+    validate_message(message.raw, now_ms)
     store_video(stores, result, message, progress=progress)
     return message

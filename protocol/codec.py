@@ -237,6 +237,8 @@ def record_from_obj(cls: type[R], obj: Any, path: str = "") -> R:
         raise DecodeError(f"{where}: expected a map, got {type(obj).__name__}")
     record_spec = _specs(cls)
     if tuple(obj) != record_spec.names:
+        if not all(isinstance(key, str) for key in obj):
+            raise DecodeError(f"{where}: map keys must be strings")
         unknown = sorted(set(obj) - set(record_spec.names))
         if unknown:
             raise DecodeError(f"{where}: unknown field {unknown[0]!r}")
@@ -298,6 +300,21 @@ def _check_value(kind: Any, lim: Limits, value: Any, where: str, name: str) -> A
             raise DecodeError(f"{where}.{name}: {size} bytes exceeds the limit of {lim.len_max}")
         return value
     raise TypeError(f"{where}.{name}: unsupported field type {kind!r}")  # a bug in a record
+
+
+def check_field(cls: type, name: str, value: Any) -> None:
+    """Check one field value against its limits in record class ``cls``, as decoding would.
+
+    Lets a caller refuse bad input early (a title too long, too many tags) with the message
+    decoding would give. Raises :class:`DecodeError`.
+    """
+    spec = next(f for f in _specs(cls).fields if f.name == name)
+    if spec.kind is tuple:
+        _tuple_from_obj(spec, tuple(value), cls.__name__)
+    elif spec.is_record:
+        record_from_obj(spec.kind, decode(encode(record_to_obj(value)), bytes_max=2**31))
+    else:
+        _check_value(spec.kind, spec.limits, value, cls.__name__, name)
 
 
 def encode_record(record: Any) -> bytes:

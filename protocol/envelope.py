@@ -75,10 +75,15 @@ def decode_envelope(raw: bytes) -> Envelope:
 
 
 def seal(key: AccountKey, record: Record) -> SignedMessage:
-    """Encode, sign and wrap ``record``; the caller makes sure ``record.author`` is the key's."""
+    """Encode, sign and wrap ``record``; the caller makes sure ``record.author`` is the key's.
+
+    Raises :class:`protocol.errors.DecodeError` when the record breaks a field limit or its
+    kind's body size: nothing is signed that a receiver could not decode.
+    """
     assert record.author == key.public_key, "records are signed by their author"
     body = encode_record(record)
     kind = record.KIND
+    decode_record(type(record), body, bytes_max=BODY_BYTES_MAX[kind])
     envelope = Envelope(
         v=ENVELOPE_VERSION,
         kind=kind,

@@ -87,6 +87,13 @@ def verify_envelope(raw: bytes) -> Envelope:
     # [REJECT] The kind is a known kind.
     if envelope.kind not in RECORD_TYPES:
         raise Reject(f"unknown kind {envelope.kind!r}")
+    # [REJECT] The body is at most its kind's size limit.
+    body_max = BODY_BYTES_MAX[envelope.kind]
+    if len(envelope.body) > body_max:
+        raise Reject(
+            f"malformed {envelope.kind} body: {len(envelope.body)} bytes exceeds the limit of "
+            f"{body_max}"
+        )
     # [REJECT] The signature verifies over the domain tag and the body bytes received.
     if not verify(envelope.signer, signing_input(envelope.kind, envelope.body), envelope.sig):
         raise Reject(f"bad signature on {envelope.kind}")
@@ -99,7 +106,7 @@ def validate_message(raw: bytes, now_ms: int) -> SignedMessage:
     Raises :class:`Reject` or :class:`Ignore`; returns the message otherwise.
     """
     envelope = verify_envelope(raw)
-    # [REJECT] The body is the canonical encoding of the kind's record, within its size.
+    # [REJECT] The body is the canonical encoding of the kind's record.
     try:
         record = decode_record(
             RECORD_TYPES[envelope.kind], envelope.body, bytes_max=BODY_BYTES_MAX[envelope.kind]
@@ -198,10 +205,12 @@ def validate_manifest(manifest: VideoManifest, now_ms: int) -> None:
     # [REJECT] remix_of is empty or a message id.
     if manifest.remix_of and len(manifest.remix_of) != MESSAGE_ID_LEN:
         raise Reject(f"remix_of must be empty or {MESSAGE_ID_LEN} bytes")
-    # [REJECT] Rendition names are distinct.
+    # [REJECT] Rendition names are distinct and hold no control characters.
     names = [rendition.name for rendition in manifest.renditions]
     if len(set(names)) != len(names):
         raise Reject("rendition names repeat")
+    for name in names:
+        _check_text("rendition name", name)
     # [REJECT] The thumbnail, init and media segments are named by content ids.
     _check_cid("thumbnail", manifest.thumbnail.cid)
     for rendition in manifest.renditions:
@@ -258,6 +267,11 @@ def validate_follow(follow: Follow | Unfollow, now_ms: int) -> None:
         raise Reject(f"{follow.KIND} targets its own author")
 
 
+def validate_unfollow(unfollow: Unfollow, now_ms: int) -> None:
+    """Rules of an unfollow: those of a follow. Raises :class:`Reject` or :class:`Ignore`."""
+    validate_follow(unfollow, now_ms)
+
+
 def validate_reaction(reaction: Reaction, now_ms: int) -> None:
     """Rules of a reaction. Raises :class:`Reject` or :class:`Ignore`."""
     validate_created(reaction.created_ms, now_ms)
@@ -271,6 +285,6 @@ _VALIDATORS: dict[type[Any], Callable[[Any, int], None]] = {
     Profile: validate_profile,
     Tombstone: validate_tombstone,
     Follow: validate_follow,
-    Unfollow: validate_follow,
+    Unfollow: validate_unfollow,
     Reaction: validate_reaction,
 }

@@ -25,6 +25,7 @@ from enum import IntEnum, unique
 import msgpack
 
 from protocol.cid import check_cid, chunk_id, cid_to_text, matches
+from protocol.kinds import CHUNK_BYTES_MAX
 from storage.errors import (
     BatchConflict,
     ChunkCorrupt,
@@ -48,7 +49,6 @@ from storage.keys import (
 )
 from storage.kv import KV, Batch, read_through
 
-CHUNK_BYTES_MAX = 4 * 2**20
 # Reads are recorded in memory and written to the LRU index in batches of this many, so a
 # read costs no write. A crash loses the unwritten ones: eviction order is then a little
 # stale, which only changes which unpinned chunk goes first, never the byte accounting.
@@ -161,6 +161,11 @@ class ChunkStore:
         with self._lock, self._staging(batch) as b:
             meta = self._read_meta(cid, b)
             if meta is not None:
+                # The bytes offered hash to cid; if the stored ones differ they are damaged,
+                # and storing the chunk again is how it gets repaired (same size, so the
+                # counters stand).
+                if read_through(self._kv, chunk_data_key(cid), b) != data:
+                    b.put(chunk_data_key(cid), data)
                 if pin is not None:
                     self._stage_pin(cid, meta, pin, b)
                 return False
@@ -263,6 +268,38 @@ class ChunkStore:
     def damaged(self) -> list[bytes]:
         """The ids of the stored chunks whose bytes are missing or do not match their hash."""
         return [cid for cid, intact in self.verify() if not intact]
+
+    def audit(self) -> list[str]:
+        """Check the bookkeeping against the chunks: the byte counters, the pin index and
+        the metadata of each chunk. Returns the problems found, one line each (empty when
+        all is well); re-hashing is :meth:`verify`'s job.
+        """
+        problems: list[str] = []
+        used = count = pinned = 0
+        with self._lock:
+            self._flush_touches()
+            counters = self._committed
+            for key, raw in self._kv.iterate(prefix(Prefix.CHUNK_META)):
+                cid = key[1:]
+                try:
+                    meta = _decode_meta(cid, raw)
+                except StoreCorrupt as exc:
+                    problems.append(str(exc))
+                    continue
+                used, count = used + meta.size, count + 1
+                pinned += meta.size if meta.pin_mask else 0
+                if self._kv.get(chunk_data_key(cid), cache=False) is None:
+                    problems.append(f"chunk {cid_to_text(cid)} has metadata but no bytes")
+                for reason in PinReason:
+                    indexed = self._kv.get(chunk_pin_key(reason, cid)) is not None
+                    if indexed != bool(meta.pin_mask & (1 << reason)):
+                        problems.append(
+                            f"pin index of chunk {cid_to_text(cid)} disagrees for {reason.name}"
+                        )
+        actual = _Counters(used, count, pinned)
+        if actual != counters:
+            problems.append(f"chunk counters say {counters}, the chunks add up to {actual}")
+        return problems
 
     def flush(self) -> None:
         """Write the buffered read recency to the LRU index. Raises StoreError."""

@@ -68,3 +68,19 @@ class KeystoreEntryMissing(KeystoreError):
 
 class KeystoreEntryDamaged(KeystoreError, StoreCorrupt):
     """A keystore entry fails its integrity check: it cannot be decrypted as stored."""
+
+
+class ManifestError(StoreError):
+    """A manifest (or tombstone) that cannot be stored as asked."""
+
+
+class MissingChunks(ManifestError):
+    """The chunk store lacks chunks the manifest names: it is not stored before them."""
+
+
+class Withdrawn(ManifestError):
+    """The video was withdrawn by its creator (a tombstone of theirs is stored for it)."""
+
+
+class DamagedRecord(StoreCorrupt):
+    """A stored record (manifest, tombstone, social event) failed its check on read."""

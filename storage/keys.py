@@ -39,8 +39,17 @@ class Prefix(IntEnum):
     MANIFEST_BY_CREATOR = 0x21
     # Manifests in time order: MANIFEST_BY_TIME + created_ms (u64) + message id -> b"".
     MANIFEST_BY_TIME = 0x22
-    # Withdrawn videos: TOMBSTONE + manifest message id -> signed tombstone envelope.
+    # Tombstones: TOMBSTONE + manifest message id + tombstone author -> signed envelope.
+    # Keyed by author too, so a tombstone forged by someone else never hides a video.
     TOMBSTONE = 0x23
+    # Which stored manifests name a chunk: MANIFEST_BY_CHUNK + cid + message id -> b"".
+    # A withdrawn video's chunks are unpinned only when no other manifest names them.
+    MANIFEST_BY_CHUNK = 0x24
+    # Publishes under way: MANIFEST_PENDING + message id -> msgpack [cid, ...]. Written
+    # before the first chunk, removed with the manifest's batch; an entry found on open is
+    # a publish that crashed, and its chunks are unpinned (and dropped if nothing else pins
+    # or names them).
+    MANIFEST_PENDING = 0x25
 
     # Follow state per (author, target), last write wins:
     # SOCIAL_EDGE + author key + target key -> msgpack [following, created_ms, id, envelope].

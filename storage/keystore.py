@@ -41,7 +41,7 @@ SCRYPT_N_MIN = 2**10
 SCRYPT_N_MAX = 2**20
 SCRYPT_R = 8
 SCRYPT_P = 1
-SCRYPT_R_MAX = 16
+SCRYPT_R_MAX = 8
 SCRYPT_P_MAX = 4
 SALT_BYTES = 16
 NONCE_BYTES = 12
@@ -101,13 +101,22 @@ class Keystore:
         # Serialises check-then-write in add() and change_passphrase().
         self._lock = threading.Lock()
 
-    def add(self, name: str, secret: bytes, public_key: bytes, passphrase: str) -> None:
+    def add(
+        self,
+        name: str,
+        secret: bytes,
+        public_key: bytes,
+        passphrase: str,
+        *,
+        batch: Batch | None = None,
+    ) -> None:
         """Store ``secret`` under ``name``, encrypted with ``passphrase``.
 
-        Raises KeystoreError if the name is taken or invalid, the passphrase empty, or the
-        secret or public key empty or too long.
+        With ``batch``, the entry is only staged there, for the caller to write with other
+        changes in one atomic batch. Raises KeystoreError if the name is taken or invalid,
+        the passphrase empty, or the secret or public key empty or too long.
         """
-        _check_name(name)
+        check_name(name)
         if not 0 < len(secret) <= SECRET_BYTES_MAX:
             raise KeystoreError(f"a secret must be 1 to {SECRET_BYTES_MAX} bytes: {len(secret)}")
         if not 0 < len(public_key) <= PUBLIC_KEY_BYTES_MAX:
@@ -118,7 +127,11 @@ class Keystore:
         with self._lock:
             if self._kv.get(keystore_key(name)) is not None:
                 raise KeystoreError(f"the keystore already has a key named {name!r}")
-            self._write(name, self._seal(name, secret, public_key, secret_passphrase))
+            entry = self._seal(name, secret, public_key, secret_passphrase)
+            if batch is not None:
+                batch.put(keystore_key(name), entry.encode())
+            else:
+                self._write(name, entry)
 
     def unlock(self, name: str, passphrase: str) -> bytes:
         """The secret stored under ``name``.
@@ -167,7 +180,7 @@ class Keystore:
         self._kv.write(batch, sync=True)
 
     def _read(self, name: str) -> _Entry:
-        _check_name(name)
+        check_name(name)
         raw = self._kv.get(keystore_key(name))
         if raw is None:
             raise KeystoreEntryMissing(f"the keystore has no key named {name!r}")
@@ -206,7 +219,8 @@ def _valid_n(n: int) -> bool:
     return SCRYPT_N_MIN <= n <= SCRYPT_N_MAX and n & (n - 1) == 0
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """Raise KeystoreError unless ``name`` can name a keystore entry."""
     size = len(name.encode("utf-8"))
     if not 0 < size <= NAME_BYTES_MAX or not name.isprintable() or name != name.strip():
         raise KeystoreError(

@@ -1,39 +1,38 @@
 """ManifestStore: signed video manifests by id, by creator and by time, and tombstones.
 
-Manifests are kept as the exact envelope bytes that were validated, and are re-checked
-(decoded and signature-verified) every time they are read back. A manifest is only stored
-when every chunk it names is already in the chunk store, and it is written in one atomic
-batch with its indexes (and, for the node's own videos, the pins on its chunks).
+Manifests are kept as the exact envelope bytes that were validated; they are checked again
+(decoded, signature verified) before they are written and every time they are read back.
+A manifest is only stored when every chunk it names is already in the chunk store, with
+the size the manifest gives, and it is written in one atomic batch with its indexes and
+the pins on its chunks, so the quota never evicts a stored video's chunks.
+
+Publishing writes a pending entry first (:meth:`ManifestStore.begin`), then the chunks,
+each pinned; the manifest's batch removes the entry. :meth:`ManifestStore.recover`, run
+when the store opens, undoes what a crashed publish left: its chunks lose their pin and go
+if nothing else pins them or names them.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import msgpack
 
 from protocol.envelope import SignedMessage
 from protocol.errors import Reject
 from protocol.kinds import MESSAGE_ID_LEN, Tombstone, VideoManifest
 from protocol.validate import reopen_message, validate_tombstone_target
 from storage.chunks import ChunkStore, PinReason
-from storage.errors import StoreError
+from storage.errors import (
+    ChunkMissing,
+    DamagedRecord,
+    ManifestError,
+    MissingChunks,
+    StoreCorrupt,
+    Withdrawn,
+)
 from storage.keys import Prefix, u64
 from storage.keys import key as _key
 from storage.kv import KV, Batch
-
-
-class ManifestError(StoreError):
-    """A manifest that cannot be stored as asked."""
-
-
-class MissingChunks(ManifestError):
-    """The chunk store lacks chunks the manifest names: it is not stored before them."""
-
-
-class Withdrawn(ManifestError):
-    """The video was withdrawn by its creator (a tombstone is stored for it)."""
-
-
-class DamagedRecord(StoreError):
-    """A stored record failed its integrity check on read."""
 
 
 def manifest_chunks(manifest: VideoManifest) -> list[bytes]:
@@ -43,6 +42,14 @@ def manifest_chunks(manifest: VideoManifest) -> list[bytes]:
         cids.append(rendition.init.cid)
         cids.extend(segment.cid for segment in rendition.segments)
     return cids
+
+
+def _chunk_sizes(manifest: VideoManifest) -> dict[bytes, int]:
+    sizes = {manifest.thumbnail.cid: manifest.thumbnail.size}
+    for rendition in manifest.renditions:
+        sizes[rendition.init.cid] = rendition.init.size
+        sizes.update((segment.cid, segment.size) for segment in rendition.segments)
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,16 @@ class StoredManifest:
         return record
 
 
+def _recheck(message: SignedMessage, kind: type) -> None:
+    """Check a message's bytes before writing them: they must decode to what it claims."""
+    try:
+        again = reopen_message(message.raw)
+    except Reject as exc:
+        raise ManifestError(f"refusing to store an invalid {message.kind}: {exc}") from exc
+    if not isinstance(again.record, kind) or again.record != message.record:
+        raise ManifestError(f"refusing to store a {message.kind} whose bytes say otherwise")
+
+
 class ManifestStore:
     """Video manifests and tombstones over a :class:`KV`."""
 
@@ -69,33 +86,45 @@ class ManifestStore:
         self._kv = kv
         self._chunks = chunks
 
-    def put(self, message: SignedMessage, *, pin: PinReason | None = None) -> bool:
-        """Store a validated manifest message. Returns False if it was already stored.
+    def put(self, message: SignedMessage, *, pin: PinReason) -> bool:
+        """Store a validated manifest message, pinning its chunks for ``pin``.
 
-        With ``pin``, every chunk the manifest names is pinned for that reason in the same
-        batch. Raises :class:`MissingChunks` when a chunk is absent and :class:`Withdrawn`
-        when a tombstone for it is stored; nothing is written then.
+        Returns False if it was already stored. Raises :class:`MissingChunks` when a chunk
+        is absent or not of the size the manifest gives, :class:`Withdrawn` when its
+        author's tombstone for it is stored, :class:`ManifestError` when the message's bytes
+        do not check; nothing is written then.
         """
         manifest = message.record
         if not isinstance(manifest, VideoManifest):
             raise ManifestError(f"not a manifest: {message.kind}")
         mid = message.id
-        if self._kv.get(_key(Prefix.TOMBSTONE, mid)) is not None:
+        if self._kv.get(_key(Prefix.TOMBSTONE, mid, manifest.author)) is not None:
             raise Withdrawn(f"video {mid.hex()} was withdrawn by its creator")
         if self._kv.get(_key(Prefix.MANIFEST, mid)) is not None:
             return False
-        cids = manifest_chunks(manifest)
-        missing = [cid for cid in cids if not self._chunks.has(cid)]
-        if missing:
-            raise MissingChunks(f"{len(missing)} of {len(cids)} chunks of {mid.hex()} missing")
+        _recheck(message, VideoManifest)
+        sizes = _chunk_sizes(manifest)
+        self._check_chunks(mid, sizes)
         batch = Batch()
         batch.put(_key(Prefix.MANIFEST, mid), message.raw)
+        batch.delete(_key(Prefix.MANIFEST_PENDING, mid))
         self._index(batch, mid, manifest, present=True)
-        if pin is not None:
-            for cid in set(cids):
-                self._chunks.pin(cid, pin, batch=batch)
+        for cid in sizes:
+            batch.put(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid), b"")
+            self._chunks.pin(cid, pin, batch=batch)
         self._kv.write(batch, sync=True)
         return True
+
+    def _check_chunks(self, mid: bytes, sizes: dict[bytes, int]) -> None:
+        missing = [cid for cid in sizes if not self._chunks.has(cid)]
+        if missing:
+            raise MissingChunks(f"{len(missing)} of {len(sizes)} chunks of {mid.hex()} missing")
+        for cid, size in sizes.items():
+            if self._chunks.size_of(cid) != size:
+                raise MissingChunks(
+                    f"a chunk of {mid.hex()} is {self._chunks.size_of(cid)} bytes, "
+                    f"the manifest says {size}"
+                )
 
     def _index(self, batch: Batch, mid: bytes, manifest: VideoManifest, *, present: bool) -> None:
         ms = u64(manifest.created_ms)
@@ -109,14 +138,50 @@ class ManifestStore:
             else:
                 batch.delete(key)
 
+    def begin(self, message: SignedMessage) -> None:
+        """Record that the chunks of ``message``'s manifest are about to be stored."""
+        manifest = message.record
+        assert isinstance(manifest, VideoManifest)
+        batch = Batch()
+        cids = list(_chunk_sizes(manifest))
+        batch.put(_key(Prefix.MANIFEST_PENDING, message.id), msgpack.packb(cids))
+        self._kv.write(batch, sync=True)
+
+    def recover(self) -> int:
+        """Undo publishes that crashed before their manifest was stored; return how many."""
+        undone = 0
+        for key, value in list(self._kv.iterate(_key(Prefix.MANIFEST_PENDING))):
+            try:
+                cids = msgpack.unpackb(value)
+            except ValueError as exc:
+                raise StoreCorrupt(f"pending publish {key[1:].hex()} is damaged") from exc
+            for cid in cids:
+                if not self._chunks.has(cid) or self._named(cid):
+                    continue
+                # The crashed publish pinned it; a chunk nothing else holds goes.
+                if self._chunks.pins(cid) - {PinReason.OWN}:
+                    self._chunks.unpin(cid, PinReason.OWN)
+                else:
+                    self._chunks.delete(cid)
+            batch = Batch()
+            batch.delete(key)
+            self._kv.write(batch, sync=True)
+            undone += 1
+        return undone
+
+    def _named(self, cid: bytes, *, besides: bytes = b"") -> bool:
+        """True if a stored manifest other than ``besides`` names chunk ``cid``."""
+        prefix = _key(Prefix.MANIFEST_BY_CHUNK, cid)
+        return any(
+            key[len(prefix) :] != besides
+            for key, _ in self._kv.iterate(prefix, include_value=False)
+        )
+
     def get(self, mid: bytes) -> StoredManifest | None:
         """Return the manifest with id ``mid``, or None. Raises :class:`DamagedRecord`."""
         raw = self._kv.get(_key(Prefix.MANIFEST, mid))
         if raw is None:
             return None
-        return self._reopen(mid, raw)
-
-    def _reopen(self, mid: bytes, raw: bytes) -> StoredManifest:
         try:
             message = reopen_message(raw)
         except Reject as exc:
@@ -140,35 +205,35 @@ class ManifestStore:
             start = bytes.fromhex(text[: len(text) // 2 * 2])
         except ValueError as exc:
             raise KeyError(f"not a hex video id: {text!r}") from exc
-        found = [
-            key[1:]
-            for key, _ in self._kv.iterate(_key(Prefix.MANIFEST, start), include_value=False)
-            if key[1:].hex().startswith(text)
-        ]
+        found = []
+        for key, _ in self._kv.iterate(_key(Prefix.MANIFEST, start), include_value=False):
+            if key[1:].hex().startswith(text):
+                found.append(key[1:])
+            if len(found) > 1:
+                raise KeyError(f"several stored videos start with {text}: give more digits")
         if not found:
             raise KeyError(f"no stored video with id {text}")
-        if len(found) > 1:
-            raise KeyError(f"{len(found)} stored videos start with {text}: give more digits")
         return found[0]
 
     def by_creator(self, author: bytes, *, limit: int = 50) -> list[StoredManifest]:
         """The creator's manifests, newest first."""
-        prefix = _key(Prefix.MANIFEST_BY_CREATOR, author)
-        return self._walk(prefix, limit)
+        return self._walk(_key(Prefix.MANIFEST_BY_CREATOR, author), limit)
 
     def recent(self, *, limit: int = 50) -> list[StoredManifest]:
         """All stored manifests, newest first."""
         return self._walk(_key(Prefix.MANIFEST_BY_TIME), limit)
 
     def _walk(self, prefix: bytes, limit: int) -> list[StoredManifest]:
-        # Index keys end with the message id.
-        out = []
+        out: list[StoredManifest] = []
+        if limit <= 0:
+            return out
         for key, _ in self._kv.iterate(prefix, reverse=True, include_value=False):
+            # Index keys end with the message id.
             found = self.get(key[-MESSAGE_ID_LEN:])
             if found is not None:
                 out.append(found)
-            if len(out) >= limit:
-                break
+                if len(out) >= limit:
+                    break
         return out
 
     def ids(self) -> Iterator[bytes]:
@@ -182,30 +247,52 @@ class ManifestStore:
     def withdraw(self, message: SignedMessage) -> bool:
         """Store a validated tombstone and drop the manifest it names, if stored.
 
-        Returns False when the tombstone was already stored. Raises :class:`Reject` when the
-        tombstone's author is not the video's. The video's chunks lose their pins but stay
-        until the quota evicts them.
+        Returns False when the tombstone was already stored. Raises :class:`Reject` when
+        the stored video is another account's (the tombstone is invalid, and not stored).
+        A tombstone for a video not stored yet is kept under its author, and only ever
+        withdraws that author's video. Chunks no other manifest names lose their pins and
+        stay until the quota evicts them.
         """
         tombstone = message.record
         if not isinstance(tombstone, Tombstone):
             raise ManifestError(f"not a tombstone: {message.kind}")
         mid = tombstone.manifest
-        if self._kv.get(_key(Prefix.TOMBSTONE, mid)) is not None:
+        key = _key(Prefix.TOMBSTONE, mid, tombstone.author)
+        if self._kv.get(key) is not None:
             return False
+        _recheck(message, Tombstone)
         batch = Batch()
         stored = self.get(mid)
         if stored is not None:
             validate_tombstone_target(tombstone, stored.manifest)
-            batch.delete(_key(Prefix.MANIFEST, mid))
-            self._index(batch, mid, stored.manifest, present=False)
-            for cid in set(manifest_chunks(stored.manifest)):
-                for reason in self._chunks.pins(cid):
-                    self._chunks.unpin(cid, reason, batch=batch)
-        batch.put(_key(Prefix.TOMBSTONE, mid), message.raw)
+            self._drop(batch, mid, stored.manifest)
+        batch.put(key, message.raw)
         self._kv.write(batch, sync=True)
         return True
 
-    def tombstone(self, mid: bytes) -> SignedMessage | None:
-        """The stored tombstone withdrawing ``mid``, if any."""
-        raw = self._kv.get(_key(Prefix.TOMBSTONE, mid))
-        return None if raw is None else reopen_message(raw)
+    def _drop(self, batch: Batch, mid: bytes, manifest: VideoManifest) -> None:
+        batch.delete(_key(Prefix.MANIFEST, mid))
+        self._index(batch, mid, manifest, present=False)
+        for cid in _chunk_sizes(manifest):
+            batch.delete(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid))
+            if self._named(cid, besides=mid):
+                continue
+            try:
+                reasons = self._chunks.pins(cid)
+            except ChunkMissing:
+                continue  # already gone (deleted for repair, say): nothing to unpin
+            for reason in reasons:
+                self._chunks.unpin(cid, reason, batch=batch)
+
+    def tombstone(self, mid: bytes, author: bytes) -> SignedMessage | None:
+        """The stored tombstone by ``author`` withdrawing ``mid``, if any.
+
+        Raises :class:`DamagedRecord` if it no longer checks.
+        """
+        raw = self._kv.get(_key(Prefix.TOMBSTONE, mid, author))
+        if raw is None:
+            return None
+        try:
+            return reopen_message(raw)
+        except Reject as exc:
+            raise DamagedRecord(f"stored tombstone for {mid.hex()} is damaged: {exc}") from exc

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import msgpack
 
 from protocol.envelope import SignedMessage
+from protocol.errors import Reject
 from protocol.kinds import Follow, Profile, Reaction, Unfollow
 from protocol.validate import reopen_message
-from storage.errors import StoreError
+from storage.errors import DamagedRecord, StoreError
 from storage.keys import Prefix
 from storage.keys import key as _key
 from storage.kv import KV, Batch
@@ -44,7 +45,7 @@ class _Register:
         try:
             active, created_ms, message_id, raw = msgpack.unpackb(data)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise StoreError(f"damaged social register: {exc}") from exc
+            raise DamagedRecord(f"damaged social register: {exc}") from exc
         return cls(bool(active), _Stamp(created_ms, message_id), raw)
 
 
@@ -61,6 +62,12 @@ class SocialStore:
         the same pair (or this very message) was already applied.
         """
         record = message.record
+        try:
+            again = reopen_message(message.raw)
+        except Reject as exc:
+            raise StoreError(f"refusing to store an invalid {message.kind}: {exc}") from exc
+        if again.record != record:
+            raise StoreError(f"refusing to store a {message.kind} whose bytes say otherwise")
         stamp = _Stamp(record.created_ms, message.id)
         if isinstance(record, Follow | Unfollow):
             return self._apply_follow(record, stamp, message.raw)
@@ -135,6 +142,10 @@ class SocialStore:
         raw = self._kv.get(_key(Prefix.PROFILE, author))
         if raw is None:
             return None
-        record = reopen_message(_Register.decode(raw).raw).record
-        assert isinstance(record, Profile)
+        try:
+            record = reopen_message(_Register.decode(raw).raw).record
+        except Reject as exc:
+            raise DamagedRecord(f"stored profile is damaged: {exc}") from exc
+        if not isinstance(record, Profile):
+            raise DamagedRecord("stored profile is not a profile")
         return record

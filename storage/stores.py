@@ -4,22 +4,45 @@ from pathlib import Path
 from types import TracebackType
 
 from storage.chunks import ChunkStore
-from storage.keys import Prefix, key
+from storage.errors import StoreCorrupt, StoreError
+from storage.keys import META_SCHEMA, Prefix, key, meta_key
 from storage.keystore import Keystore
 from storage.kv import KV, Batch, LevelDBKV, MemoryKV
 from storage.manifests import ManifestStore
 from storage.social import SocialStore
+
+SCHEMA_VERSION = 1
+"""The layout of storage/keys.py this code reads and writes."""
+
+
+def _check_schema(kv: KV) -> None:
+    raw = kv.get(meta_key(META_SCHEMA))
+    if raw is None:
+        batch = Batch()
+        batch.put(meta_key(META_SCHEMA), str(SCHEMA_VERSION).encode("ascii"))
+        kv.write(batch, sync=True)
+        return
+    if not raw.isdigit():
+        raise StoreCorrupt(f"the store's schema version is damaged: {raw[:16]!r}")
+    if int(raw) > SCHEMA_VERSION:
+        raise StoreError(
+            f"this store has schema {int(raw)}, written by a newer toktok; this one reads "
+            f"schema {SCHEMA_VERSION}: upgrade toktok"
+        )
 
 
 class Stores:
     """The chunk, manifest, social and key stores of one node, sharing one KV."""
 
     def __init__(self, kv: KV, *, quota_bytes: int | None = None) -> None:
+        """Raises StoreError for a store written by a newer schema; undoes crashed publishes."""
         self.kv = kv
+        _check_schema(kv)
         self.chunks = ChunkStore(kv, quota_bytes=quota_bytes)
         self.manifests = ManifestStore(kv, self.chunks)
         self.social = SocialStore(kv)
         self.keystore = Keystore(kv)
+        self.manifests.recover()
 
     @classmethod
     def open(cls, path: Path, *, quota_bytes: int | None = None) -> "Stores":
@@ -38,12 +61,18 @@ class Stores:
 
     def set_setting(self, name: str, value: str) -> None:
         batch = Batch()
-        batch.put(key(Prefix.CONFIG, name.encode("utf-8")), value.encode("utf-8"))
+        self.stage_setting(batch, name, value)
         self.kv.write(batch, sync=True)
 
+    def stage_setting(self, batch: Batch, name: str, value: str) -> None:
+        """Put a setting in ``batch``, to be written with other changes."""
+        batch.put(key(Prefix.CONFIG, name.encode("utf-8")), value.encode("utf-8"))
+
     def close(self) -> None:
-        self.chunks.close()
-        self.kv.close()
+        try:
+            self.chunks.close()
+        finally:
+            self.kv.close()
 
     def __enter__(self) -> "Stores":
         return self

@@ -14,7 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from protocol.cid import CID_LEN, chunk_id, cid_to_text
 from protocol.errors import InvalidCid
-from storage.chunks import CHUNK_BYTES_MAX, ChunkStore, PinReason
+from protocol.kinds import CHUNK_BYTES_MAX
+from storage.chunks import ChunkStore, PinReason
 from storage.errors import (
     BatchConflict,
     ChunkCorrupt,
@@ -23,7 +24,16 @@ from storage.errors import (
     ChunkTooLarge,
     QuotaExceeded,
 )
-from storage.keys import Prefix, chunk_data_key, chunk_lru_key, chunk_meta_key, prefix
+from storage.keys import (
+    META_CHUNK_COUNTERS,
+    Prefix,
+    chunk_data_key,
+    chunk_lru_key,
+    chunk_meta_key,
+    chunk_pin_key,
+    meta_key,
+    prefix,
+)
 from storage.kv import KV, Batch, LevelDBKV, MemoryKV
 
 
@@ -455,3 +465,41 @@ TestChunkStoreModelMemory = ChunkStoreModel.TestCase
 TestChunkStoreModelMemory.settings = machine_settings
 TestChunkStoreModelLevelDB = LevelDBChunkStoreModel.TestCase
 TestChunkStoreModelLevelDB.settings = machine_settings
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_putting_a_damaged_chunk_again_repairs_it(damage: str) -> None:
+    kv = MemoryKV()
+    store = ChunkStore(kv)
+    data = bytes(range(256)) * 40
+    cid = chunk_id(data)
+    store.put(cid, data)
+    stored = bytearray(data)
+    if damage == "flip":
+        stored[100] ^= 1
+    else:
+        del stored[-10:]
+    batch = Batch()
+    batch.put(chunk_data_key(cid), bytes(stored))
+    kv.write(batch)
+    with pytest.raises(ChunkCorrupt):
+        store.get(cid)
+    assert store.put(cid, data) is False  # not new: the counters do not move
+    assert store.get(cid) == data
+    assert store.used_bytes == len(data) and store.count == 1
+
+
+def test_audit_finds_bookkeeping_that_disagrees_with_the_chunks() -> None:
+    kv = MemoryKV()
+    store = ChunkStore(kv)
+    datas = [bytes([i]) * 1000 for i in range(3)]
+    for i, data in enumerate(datas):
+        store.put(chunk_id(data), data, pin=PinReason.OWN if i == 0 else None)
+    assert store.audit() == []
+    batch = Batch()
+    batch.put(meta_key(META_CHUNK_COUNTERS), msgpack.packb([1, 2, 3]))
+    batch.delete(chunk_pin_key(PinReason.OWN, chunk_id(datas[0])))
+    kv.write(batch)
+    problems = ChunkStore(kv).audit()
+    assert any("counters say" in p for p in problems)
+    assert any("pin index" in p and "OWN" in p for p in problems)

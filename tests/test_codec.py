@@ -5,13 +5,14 @@ import re
 import typing
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import codec
 from protocol.codec import DEPTH_MAX, U64_MAX, Limits, fld
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, seal
 from protocol.errors import DecodeError
 from protocol.kinds import (
     RECORD_TYPES,
@@ -22,7 +23,7 @@ from protocol.kinds import (
     VideoManifest,
 )
 from tests.vectors.invalid_cases import CODEC_INVALID, InvalidBytes
-from tests.vectors.samples import reference_encode, sample_manifest, sample_profile
+from tests.vectors.samples import ALICE, reference_encode, sample_manifest, sample_profile
 
 I64_MIN = -(2**63)
 BIG = 10**7
@@ -344,3 +345,27 @@ def test_invalid_record_oversize() -> None:
     data = codec.encode_record(sample_profile())
     with pytest.raises(DecodeError, match=re.escape(f"{len(data)} bytes exceeds the limit")):
         codec.decode_record(Profile, data, bytes_max=len(data) - 1)
+
+
+def test_invalid_record_with_mixed_key_types() -> None:
+    # msgpack lets str and bytes keys through; a map mixing them must be a DecodeError, not
+    # a TypeError from comparing them.
+    data = msgpack.packb({b"a": 1, "zz": 2}, use_bin_type=True)
+    with pytest.raises(DecodeError, match="map keys must be strings"):
+        codec.decode_record(Profile, data, bytes_max=BIG)
+    with pytest.raises(DecodeError, match="map keys must be strings"):
+        codec.record_from_obj(Profile, {b"a": 1, "zz": 2})
+
+
+def test_check_field_refuses_what_decoding_would() -> None:
+    codec.check_field(VideoManifest, "title", "x" * 150)
+    with pytest.raises(DecodeError, match=r"VideoManifest\.title: 151 bytes exceeds the limit"):
+        codec.check_field(VideoManifest, "title", "x" * 151)
+    with pytest.raises(DecodeError, match="11 items exceeds the limit of 10"):
+        codec.check_field(VideoManifest, "tags", [f"t{i}" for i in range(11)])
+
+
+def test_seal_refuses_a_record_outside_its_limits() -> None:
+    # Nothing is signed that a receiver could not decode.
+    with pytest.raises(DecodeError, match=r"title: 151 bytes exceeds"):
+        seal(ALICE, sample_manifest(title="x" * 151))

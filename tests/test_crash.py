@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from node.video import write_sample
+from storage.keys import Prefix, key
 from storage.manifests import manifest_chunks
 from storage.stores import Stores
 from tests.cli_helpers import toktok, toktok_env
@@ -27,18 +28,30 @@ RUNS_MAX = 60
 
 
 def check_consistent(db: Path) -> int:
-    """Assert the store's invariants; return the number of complete videos."""
+    """Assert the store's invariants; return the number of complete videos.
+
+    Every manifest's chunks are present and intact; the byte counters match the chunks;
+    no publish is left pending, and every pinned chunk belongs to a stored video (a killed
+    publish leaks nothing).
+    """
     with Stores.open(db) as stores:
         videos = 0
+        named: set[bytes] = set()
         for mid in list(stores.manifests.ids()):
             stored = stores.manifests.get(mid)
             assert stored is not None
             for cid in manifest_chunks(stored.manifest):
                 stores.chunks.get(cid)  # raises if missing or damaged
+                named.add(cid)
             videos += 1
-        sizes = [stores.chunks.size_of(cid) for cid in stores.chunks.ids()]
-        assert stores.chunks.used_bytes == sum(s for s in sizes if s is not None)
+        sizes = {cid: stores.chunks.size_of(cid) for cid in stores.chunks.ids()}
+        pinned = {cid for cid in sizes if stores.chunks.pins(cid)}
+        assert stores.chunks.used_bytes == sum(sizes.values())
         assert stores.chunks.count == len(sizes)
+        assert stores.chunks.pinned_bytes == sum(sizes[cid] for cid in pinned)
+        assert pinned <= named, f"{len(pinned - named)} pinned chunks belong to no video"
+        assert not list(stores.kv.iterate(key(Prefix.MANIFEST_PENDING)))
+        assert stores.chunks.audit() == []
     return videos
 
 

@@ -1,20 +1,30 @@
 """ManifestStore and SocialStore over both KV backends."""
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
-from protocol.envelope import seal
+from protocol.envelope import SignedMessage, seal
 from protocol.errors import Reject
-from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow
+from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, VideoManifest
 from storage.chunks import PinReason
-from storage.keys import Prefix
+from storage.errors import (
+    DamagedRecord,
+    ManifestError,
+    MissingChunks,
+    QuotaExceeded,
+    StoreError,
+    Withdrawn,
+)
+from storage.keys import META_SCHEMA, Prefix, meta_key
 from storage.kv import Batch
-from storage.manifests import DamagedRecord, MissingChunks, Withdrawn, manifest_chunks
+from storage.manifests import manifest_chunks
 from storage.stores import Stores
-from tests.factories import NOW_MS, account, fake_video, sealed_manifest
+from tests.factories import NOW_MS, account, fake_video, manifest_for, sealed_manifest
 
 
 @pytest.fixture(params=["memory", "leveldb"])
@@ -36,8 +46,8 @@ def test_manifest_round_trip_and_indexes(stores: Stores) -> None:
         chunks = fake_video(b"v%d" % i)
         put_chunks(stores, chunks)
         message = sealed_manifest(key, chunks, created_ms=NOW_MS + i, title=f"video {i}")
-        assert stores.manifests.put(message)
-        assert not stores.manifests.put(message)  # idempotent
+        assert stores.manifests.put(message, pin=PinReason.SEEDING)
+        assert not stores.manifests.put(message, pin=PinReason.SEEDING)  # idempotent
         messages.append(message)
     got = stores.manifests.get(messages[0].id)
     assert got is not None and got.message.raw == messages[0].raw
@@ -55,7 +65,7 @@ def test_invalid_manifest_before_its_chunks(stores: Stores) -> None:
     put_chunks(stores, chunks[:-1])
     message = sealed_manifest(account(1), chunks)
     with pytest.raises(MissingChunks):
-        stores.manifests.put(message)
+        stores.manifests.put(message, pin=PinReason.SEEDING)
     assert not stores.manifests.has(message.id)
     assert stores.manifests.recent() == []
 
@@ -73,7 +83,7 @@ def test_damaged_manifest_is_reported_on_read(stores: Stores) -> None:
     chunks = fake_video(b"damage")
     put_chunks(stores, chunks)
     message = sealed_manifest(account(1), chunks)
-    stores.manifests.put(message)
+    stores.manifests.put(message, pin=PinReason.SEEDING)
     key = bytes([Prefix.MANIFEST]) + message.id
     raw = bytearray(message.raw)
     raw[len(raw) // 2] ^= 1
@@ -98,7 +108,7 @@ def test_tombstone_withdraws_and_blocks_the_video(stores: Stores) -> None:
     assert stores.manifests.recent() == []
     assert all(not stores.chunks.pins(c) for c in manifest_chunks(message.record))  # type: ignore[arg-type]
     with pytest.raises(Withdrawn):
-        stores.manifests.put(message)
+        stores.manifests.put(message, pin=PinReason.OWN)
 
 
 def test_invalid_tombstone_by_another_account(stores: Stores) -> None:
@@ -106,7 +116,7 @@ def test_invalid_tombstone_by_another_account(stores: Stores) -> None:
     chunks = fake_video(b"target")
     put_chunks(stores, chunks)
     message = sealed_manifest(alice, chunks)
-    stores.manifests.put(message)
+    stores.manifests.put(message, pin=PinReason.SEEDING)
     tomb = seal(
         mallory,
         Tombstone(author=mallory.public_key, created_ms=NOW_MS, manifest=message.id, reason=""),
@@ -166,3 +176,132 @@ def test_reactions_and_profiles(stores: Stores) -> None:
     assert not stores.social.apply(old)
     profile = stores.social.profile(alice.public_key)
     assert profile is not None and profile.name == "new"
+
+
+def tombstone(key: AccountKey, mid: bytes) -> SignedMessage:
+    return seal(key, Tombstone(author=key.public_key, created_ms=NOW_MS, manifest=mid, reason=""))
+
+
+def test_a_forged_tombstone_never_hides_a_video(stores: Stores) -> None:
+    alice, mallory = account(1), account(3)
+    chunks = fake_video(b"pre-empted")
+    put_chunks(stores, chunks)
+    message = sealed_manifest(alice, chunks)
+    # Mallory's tombstone arrives before the video: stored under Mallory, harmless.
+    assert stores.manifests.withdraw(tombstone(mallory, message.id))
+    assert stores.manifests.put(message, pin=PinReason.SEEDING)
+    assert stores.manifests.get(message.id) is not None
+    # Alice's own tombstone still withdraws it.
+    assert stores.manifests.withdraw(tombstone(alice, message.id))
+    assert stores.manifests.get(message.id) is None
+
+
+def test_an_early_tombstone_by_the_author_blocks_the_video(stores: Stores) -> None:
+    alice = account(1)
+    chunks = fake_video(b"early")
+    put_chunks(stores, chunks)
+    message = sealed_manifest(alice, chunks)
+    assert stores.manifests.withdraw(tombstone(alice, message.id))
+    with pytest.raises(Withdrawn):
+        stores.manifests.put(message, pin=PinReason.SEEDING)
+
+
+def test_withdrawing_keeps_pins_of_chunks_another_video_names(stores: Stores) -> None:
+    alice = account(1)
+    chunks = fake_video(b"shared")
+    put_chunks(stores, chunks)
+    first = sealed_manifest(alice, chunks, title="first")
+    second = sealed_manifest(alice, chunks, title="second")
+    stores.manifests.put(first, pin=PinReason.OWN)
+    stores.manifests.put(second, pin=PinReason.OWN)
+    stores.manifests.withdraw(tombstone(alice, first.id))
+    assert all(PinReason.OWN in stores.chunks.pins(c) for c in chunks_of(second))
+    stores.manifests.withdraw(tombstone(alice, second.id))
+    assert all(not stores.chunks.pins(c) for c in chunks_of(second))
+
+
+def test_withdrawing_a_video_with_a_chunk_gone(stores: Stores) -> None:
+    alice = account(1)
+    chunks = fake_video(b"gone")
+    put_chunks(stores, chunks)
+    message = sealed_manifest(alice, chunks)
+    stores.manifests.put(message, pin=PinReason.OWN)
+    stores.chunks.delete(chunk_id(chunks[-1]))
+    assert stores.manifests.withdraw(tombstone(alice, message.id))
+    assert stores.manifests.get(message.id) is None
+
+
+def test_the_quota_never_evicts_a_stored_videos_chunks(tmp_path: Path) -> None:
+    chunks = fake_video(b"quota")
+    size = sum(map(len, chunks))
+    with Stores.open(tmp_path / "db", quota_bytes=size + 10) as stores:
+        put_chunks(stores, chunks)
+        message = sealed_manifest(account(1), chunks)
+        stores.manifests.put(message, pin=PinReason.SEEDING)
+        with pytest.raises(QuotaExceeded):
+            stores.chunks.put(chunk_id(b"x" * 100), b"x" * 100)
+        for cid in chunks_of(message):
+            stores.chunks.get(cid)
+
+
+def test_invalid_manifest_with_wrong_chunk_sizes(stores: Stores) -> None:
+    alice = account(1)
+    chunks = fake_video(b"sizes")
+    put_chunks(stores, chunks)
+    manifest = manifest_for(alice, chunks)
+    wrong = dataclasses.replace(
+        manifest, thumbnail=dataclasses.replace(manifest.thumbnail, size=1 + len(chunks[0]))
+    )
+    with pytest.raises(MissingChunks, match="the manifest says"):
+        stores.manifests.put(seal(alice, wrong), pin=PinReason.SEEDING)
+    assert stores.manifests.count() == 0
+
+
+def test_invalid_message_bytes_are_not_stored(stores: Stores) -> None:
+    alice, bob = account(1), account(2)
+    chunks = fake_video(b"forged")
+    put_chunks(stores, chunks)
+    message = sealed_manifest(alice, chunks)
+    forged = dataclasses.replace(message, raw=message.raw[:-1] + bytes([message.raw[-1] ^ 1]))
+    with pytest.raises(ManifestError, match="invalid manifest"):
+        stores.manifests.put(forged, pin=PinReason.SEEDING)
+    assert stores.manifests.count() == 0
+    follow = seal(alice, Follow(author=alice.public_key, created_ms=NOW_MS, target=bob.public_key))
+    bad = dataclasses.replace(follow, raw=follow.raw[:-1] + bytes([follow.raw[-1] ^ 1]))
+    with pytest.raises(StoreError, match="invalid follow"):
+        stores.social.apply(bad)
+    assert not stores.social.is_following(alice.public_key, bob.public_key)
+
+
+def test_a_crashed_publish_is_undone_on_open(tmp_path: Path) -> None:
+    alice = account(1)
+    chunks = fake_video(b"crashed")
+    message = sealed_manifest(alice, chunks)
+    kept = chunk_id(chunks[0])
+    with Stores.open(tmp_path / "db") as stores:
+        stores.chunks.put(kept, chunks[0], pin=PinReason.WATCHED)  # held for another reason
+        stores.manifests.begin(message)
+        for data in chunks:
+            stores.chunks.put(chunk_id(data), data, pin=PinReason.OWN)
+        # The process dies here, before the manifest's batch.
+    with Stores.open(tmp_path / "db") as stores:
+        assert stores.manifests.count() == 0
+        assert stores.chunks.pins(kept) == {PinReason.WATCHED}
+        assert [cid for cid in stores.chunks.ids()] == [kept]
+        assert stores.chunks.used_bytes == len(chunks[0])
+        assert not list(stores.kv.iterate(bytes([Prefix.MANIFEST_PENDING])))
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    with Stores.open(tmp_path / "db") as stores:
+        batch = Batch()
+        batch.put(meta_key(META_SCHEMA), b"99")
+        stores.kv.write(batch)
+    with pytest.raises(StoreError, match="newer toktok"):
+        Stores.open(tmp_path / "db")
+
+
+def chunks_of(message: SignedMessage) -> list[bytes]:
+    manifest = message.record
+    assert isinstance(manifest, VideoManifest)
+    return manifest_chunks(manifest)

@@ -46,6 +46,7 @@ from tests.vectors.invalid_cases import (
     R_AVATAR,
     R_BIO,
     R_BODY,
+    R_BODY_SIZE,
     R_CHUNK_CIDS,
     R_CODECS,
     R_DESCRIPTION,
@@ -231,7 +232,7 @@ def _body_and_signature_cases() -> Iterator[Case]:
     profile_obj = codec.record_to_obj(sample_profile())
     yield Case(
         "body-profile-over-1024-bytes",
-        R_BODY,
+        R_BODY_SIZE,
         Reject,
         f"malformed profile body: \\d+ bytes exceeds the limit of {BODY_BYTES_MAX['profile']}",
         check(sign_obj(ALICE, "profile", {**profile_obj, "pad": bytes(1024)})),
@@ -347,6 +348,13 @@ def _manifest_cases() -> Iterator[Case]:
                 ),
             )
         ),
+    )
+    yield Case(
+        "rendition-name-control-character",
+        R_RENDITION_NAMES,
+        Reject,
+        re.escape("rendition name contains the control character '\\x1b'"),
+        check(with_rendition(name="720p\x1b[2J")),
     )
     dag_pb = bytes([1, 0x70, 0x12, 0x20]) + bytes(32)
     remix = sample_remix()

@@ -632,3 +632,28 @@ def test_invalid_export_leaves_nothing(tmp_path: Path, init: bytes, segments: li
     with pytest.raises(CorruptVideo):
         export(init, segments, out)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_export_gives_the_file_the_umask_mode(tmp_path: Path, umask: int) -> None:
+    out = tmp_path / "export.mp4"
+    previous = os.umask(umask)
+    try:
+        export(FTYP + MOOV, [FRAGMENT], out)
+    finally:
+        os.umask(previous)
+    assert out.read_bytes() == FTYP + MOOV + FRAGMENT
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("relative", "error"),
+    [("missing/export.mp4", FileNotFoundError), ("a directory", IsADirectoryError)],
+)
+def test_export_errors_name_the_target(tmp_path: Path, relative: str, error: type[OSError]) -> None:
+    (tmp_path / "a directory").mkdir()
+    out = tmp_path / relative
+    with pytest.raises(error) as caught:
+        export(FTYP + MOOV, [FRAGMENT], out)
+    assert caught.value.filename == str(out)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a directory"]

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import av
 
+from protocol.kinds import DURATION_MS_MAX
+
 from .boxes import split_fragments
 from .cmaf import VIDEO_HANDLER, codecs_string, fragment_timing, parse_init
 from .encode import Plan
@@ -38,7 +40,7 @@ def ingest(
     path: str | os.PathLike[str],
     *,
     progress: ProgressCallback | None = None,
-    duration_ms_max: int = 600_000,
+    duration_ms_max: int = DURATION_MS_MAX,
 ) -> IngestResult:
     """Transcode the upload at `path` into CMAF renditions for the network.
 

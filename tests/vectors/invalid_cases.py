@@ -52,7 +52,8 @@ R_ENVELOPE_SIZE = "The envelope is at most ENVELOPE_BYTES_MAX bytes."
 R_ENVELOPE = "The envelope is the canonical encoding of an envelope record."
 R_VERSION = "The envelope version is one this node speaks."
 R_KIND = "The kind is a known kind."
-R_BODY = "The body is the canonical encoding of the kind's record, within its size."
+R_BODY_SIZE = "The body is at most its kind's size limit."
+R_BODY = "The body is the canonical encoding of the kind's record."
 R_SIGNER = "The signer is the record's author."
 R_SIGNATURE = "The signature verifies over the domain tag and the body bytes received."
 R_FUTURE = "The record is not from more than FUTURE_MS_MAX in the future."
@@ -62,7 +63,7 @@ R_DESCRIPTION = "The description holds no control characters other than newlines
 R_LICENSE = "The license holds no control characters."
 R_TAGS = "Tags are distinct, non-empty, without ASCII capitals or white space."
 R_REMIX = "remix_of is empty or a message id."
-R_RENDITION_NAMES = "Rendition names are distinct."
+R_RENDITION_NAMES = "Rendition names are distinct and hold no control characters."
 R_CHUNK_CIDS = "The thumbnail, init and media segments are named by content ids."
 R_CODECS = "The codecs string uses only letters, digits, dots and commas."
 R_DURATION = "Each rendition's segments add up to the manifest's duration."
@@ -133,7 +134,7 @@ def _invalid_messages() -> Iterator[InvalidMessage]:
     )
     yield msg(
         "body-oversize",
-        R_BODY,
+        R_BODY_SIZE,
         Reject,
         f"exceeds the limit of {BODY_BYTES_MAX['follow']}",
         sign_obj(BOB, "follow", {**follow_obj, "pad": bytes(200)}),
