@@ -1,0 +1,175 @@
+"""The wire format of the chunk stream protocol, ``/toktok/chunks/1.0.0``.
+
+A requester opens a stream to a peer and writes :class:`ChunkRequest` frames; the peer
+answers each with one :class:`ChunkResponse` frame echoing the request's ``id``. Every frame
+is a 4-byte big-endian unsigned body length followed by the body, the canonical msgpack
+encoding of the record (protocol/codec.py). Each direction carries one record type, so a
+decoder knows what it reads and the largest body it may accept before it reads it.
+
+Nothing here touches a stream: :func:`encode_frame` returns bytes to write and
+:class:`FrameDecoder` turns bytes read, in pieces of any size, into records. docs/swarm.md
+describes the protocol in plain words.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from protocol.cid import CID_LEN
+from protocol.codec import U64_MAX, check_field, decode_record, encode_record, fld
+from protocol.errors import DecodeError
+from protocol.kinds import CHUNK_BYTES_MAX
+
+PROTOCOL_ID = "/toktok/chunks/1.0.0"
+LENGTH_PREFIX_BYTES = 4
+
+# Response statuses. Plain ints, not an IntEnum: the canonical encoder packs exact types only.
+OK = 0
+"""``data`` holds the chunk."""
+NOT_FOUND = 1
+"""The peer does not hold the chunk."""
+BUSY = 2
+"""The peer holds the chunk but will not serve it now (its own limits); try later or elsewhere."""
+ERROR = 3
+"""The peer failed to read the chunk (a storage fault on its side)."""
+STATUS_MAX = ERROR
+STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", BUSY: "BUSY", ERROR: "ERROR"}
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """Ask for one chunk by content id; ``id`` is the requester's, echoed by the response."""
+
+    id: int = fld(value_max=U64_MAX)
+    cid: bytes = fld(len_min=CID_LEN, len_max=CID_LEN)
+
+
+@dataclass(frozen=True)
+class ChunkResponse:
+    """The answer to the request with the same ``id``: the chunk's bytes, or why not.
+
+    ``data`` is empty unless ``status`` is :data:`OK`.
+    """
+
+    id: int = fld(value_max=U64_MAX)
+    status: int = fld(value_max=STATUS_MAX)
+    data: bytes = fld(len_max=CHUNK_BYTES_MAX)
+
+
+REQUEST_BODY_BYTES_MAX = 64
+"""The largest ChunkRequest body: 55 bytes with a 64-bit id, rounded up."""
+RESPONSE_BODY_BYTES_MAX = CHUNK_BYTES_MAX + 64
+"""The largest ChunkResponse body: the chunk plus 31 bytes of keys and headers, rounded up."""
+BODY_BYTES_MAX: dict[type, int] = {
+    ChunkRequest: REQUEST_BODY_BYTES_MAX,
+    ChunkResponse: RESPONSE_BODY_BYTES_MAX,
+}
+
+W = TypeVar("W", ChunkRequest, ChunkResponse)
+
+
+class FrameError(DecodeError):
+    """A frame whose length prefix is refused (zero, or above the body limit)."""
+
+
+def _check_rules(record: ChunkRequest | ChunkResponse) -> None:
+    # [REJECT] A response carries data only with status OK: a refusal holds no payload.
+    if isinstance(record, ChunkResponse) and record.status != OK and record.data:
+        raise DecodeError(f"ChunkResponse: status {STATUS_NAMES[record.status]} with data")
+
+
+def encode_frame(record: ChunkRequest | ChunkResponse) -> bytes:
+    """Return the frame of ``record``: its body length (4 bytes, big-endian), then the body.
+
+    Raises :class:`DecodeError` when the record breaks a field limit or a rule: nothing is
+    written that the receiving :class:`FrameDecoder` would refuse.
+    """
+    for f in dataclasses.fields(record):
+        check_field(type(record), f.name, getattr(record, f.name))
+    _check_rules(record)
+    body = encode_record(record)
+    assert len(body) <= BODY_BYTES_MAX[type(record)], "the body limit covers the field limits"
+    return len(body).to_bytes(LENGTH_PREFIX_BYTES, "big") + body
+
+
+class FrameDecoder(Generic[W]):
+    """Turns the bytes of one stream direction into records of one type, in order.
+
+    Feed it whatever the stream delivers; it holds at most one incomplete frame, and never
+    more than ``LENGTH_PREFIX_BYTES`` plus the body limit of its record type. After the first
+    error it refuses everything: the stream is out of step and must be closed.
+    """
+
+    def __init__(self, record_type: type[W]) -> None:
+        self._type: type[W] = record_type
+        self._body_bytes_max = BODY_BYTES_MAX[record_type]
+        self._buf = bytearray()
+        self._body_len: int | None = None
+        """The body length of the frame being read, once its prefix is complete."""
+        self._failed: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of the frame being read (prefix or body)."""
+        return len(self._buf)
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when no partial frame is held: the stream may end here cleanly."""
+        return self._body_len is None and not self._buf
+
+    def feed(self, data: bytes) -> list[W]:
+        """Take the next bytes of the stream and return the records they complete.
+
+        Raises :class:`FrameError` as soon as a length prefix is zero or above the limit,
+        before any of that frame's body is held, and :class:`DecodeError` for a body that is
+        not a canonical, in-limits record. Records completed earlier in the same call are
+        dropped with the stream; every later call raises :class:`DecodeError` again.
+        """
+        if self._failed is not None:
+            raise DecodeError(f"stream already failed: {self._failed}")
+        try:
+            return self._feed(memoryview(data))
+        except DecodeError as exc:
+            self._failed = str(exc)
+            self._buf.clear()
+            raise
+
+    def _feed(self, view: memoryview) -> list[W]:
+        records: list[W] = []
+        while view:
+            if self._body_len is None:
+                take = LENGTH_PREFIX_BYTES - len(self._buf)
+                self._buf += view[:take]
+                view = view[take:]
+                if len(self._buf) < LENGTH_PREFIX_BYTES:
+                    break
+                self._body_len = self._check_length(int.from_bytes(self._buf, "big"))
+                self._buf.clear()
+            else:
+                take = self._body_len - len(self._buf)
+                self._buf += view[:take]
+                view = view[take:]
+                if len(self._buf) < self._body_len:
+                    break
+                records.append(self._decode(bytes(self._buf)))
+                self._buf.clear()
+                self._body_len = None
+        return records
+
+    def _check_length(self, length: int) -> int:
+        # [REJECT] A frame has a body: no record encodes to zero bytes.
+        if length == 0:
+            raise FrameError(f"{self._type.__name__} frame with an empty body")
+        # [REJECT] The body is at most the record type's limit, checked before reading it.
+        if length > self._body_bytes_max:
+            raise FrameError(
+                f"{self._type.__name__} frame of {length} bytes exceeds the limit of "
+                f"{self._body_bytes_max}"
+            )
+        return length
+
+    def _decode(self, body: bytes) -> W:
+        record = decode_record(self._type, body, bytes_max=self._body_bytes_max)
+        _check_rules(record)
+        return record
