@@ -62,7 +62,11 @@ class FetchLimits:
     window_segments: int = 3
     """Segments from the playhead fetched in play order before anything else but init."""
     retries_max: int = 2
-    """Failures (timeouts, errors) of one peer for one chunk before it is not asked again."""
+    """Failures (timeouts, errors) of one peer for one chunk before it is not asked again,
+    until ``retry_backoff_ms`` has passed since the chunk's last failure."""
+    retry_backoff_ms: int = 5_000
+    """How long after a chunk's last failure its failure counts are forgotten, so a seeder
+    that was busy or slow is asked again (it may be the only one)."""
     peers_max: int = 64
     """Live peers tracked for this video; further peers are refused until some leave."""
     banned_max: int = 256
@@ -128,6 +132,7 @@ class FetchStats:
     peers_refused: int = 0
     """add_peer refused: a peer dropped for bad bytes, or ``peers_max`` reached."""
     peers_dropped: int = 0
+    peers_evicted: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,9 @@ class _Chunk:
     held: bool = False
     request: int | None = None
     fails: dict[bytes, int] = field(default_factory=dict)
-    """Failures per peer, kept when the peer leaves so a returning peer is not retried."""
+    """Failures per peer, kept when the peer leaves so a returning peer is not retried
+    at once; forgotten ``retry_backoff_ms`` after the last one."""
+    last_fail_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -255,9 +262,20 @@ class FetchScheduler:
 
     @property
     def next_deadline_ms(self) -> int | None:
-        """When the oldest request times out: call :meth:`tick` then. None when idle."""
+        """When to call :meth:`tick` next: the oldest request's timeout, or the end of a
+        retry backoff that holds back a chunk a live peer has. None when neither."""
         first = next(iter(self._requests.values()), None)
-        return first.deadline_ms if first else None
+        times = [first.deadline_ms] if first else []
+        times += [
+            c.last_fail_ms + self.limits.retry_backoff_ms
+            for c in self._chunks.values()
+            if not c.held
+            and c.request is None
+            and c.fails
+            and not self._eligible(c)
+            and any(p.holds(c.cid) for p in self._peers.values())
+        ]
+        return min(times) if times else None
 
     # -- Events ------------------------------------------------------------------------
 
@@ -278,7 +296,7 @@ class FetchScheduler:
             return []
         known = self._peers.get(peer)
         if known is None:
-            if len(self._peers) >= self.limits.peers_max:
+            if len(self._peers) >= self.limits.peers_max and not self._evict_useless():
                 self.stats.peers_refused += 1
                 return []
             known = self._peers[peer] = _Peer(peer, None, self._rng.random())
@@ -397,8 +415,23 @@ class FetchScheduler:
         self._chunks[pending.cid].request = None
         return pending
 
+    def _evict_useless(self) -> bool:
+        """Make room by forgetting the oldest idle peer that holds no missing chunk, so
+        peers that announce nothing cannot fill the table and keep seeders out."""
+        missing = [c.cid for c in self._chunks.values() if not c.held]
+        for p in self._peers.values():
+            if p.in_flight == 0 and not any(p.holds(cid) for cid in missing):
+                self._forget(p.id)
+                self.stats.peers_evicted += 1
+                return True
+        return False
+
     def _count_failure(self, pending: _Pending) -> None:
-        fails = self._chunks[pending.cid].fails
+        chunk = self._chunks[pending.cid]
+        if self._now_ms >= chunk.last_fail_ms + self.limits.retry_backoff_ms:
+            chunk.fails.clear()  # the earlier failures are old news: start counting again
+        chunk.last_fail_ms = self._now_ms
+        fails = chunk.fails
         if pending.peer not in fails and len(fails) >= self.limits.peers_max:
             del fails[next(iter(fails))]  # forgetting the oldest only allows a retry
         fails[pending.peer] = fails.get(pending.peer, 0) + 1
@@ -423,8 +456,10 @@ class FetchScheduler:
             del self._banned[next(iter(self._banned))]
 
     def _eligible(self, chunk: _Chunk) -> list[_Peer]:
-        """Live holders with retries left that failed this chunk least often."""
-        if not chunk.fails:  # the common case: nobody failed it yet
+        """Live holders with retries left that failed this chunk least often (every live
+        holder once the retry backoff since its last failure is over)."""
+        backoff_over = self._now_ms >= chunk.last_fail_ms + self.limits.retry_backoff_ms
+        if not chunk.fails or backoff_over:  # the common case: nobody failed it yet
             return [p for p in self._peers.values() if p.holds(chunk.cid)]
         best: list[_Peer] = []
         best_fails = self.limits.retries_max

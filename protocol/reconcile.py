@@ -65,6 +65,10 @@ class ReconcileLimits:
     ids_max: int = IDS_MAX
     message_bytes_max: int = MESSAGE_BYTES_MAX
     rounds_max: int = 256
+    differences_max: int = 100_000
+    """Ids one session may report (have plus need). A peer inventing ids could otherwise
+    fill memory with rounds_max * IDS_MAX of them; past this the session ends exhausted,
+    and a driver resumes later, from what it has since fetched."""
 
     def __post_init__(self) -> None:
         """Raises :class:`ValueError` for limits the protocol cannot make progress within."""
@@ -78,6 +82,8 @@ class ReconcileLimits:
             raise ValueError(f"at most {MESSAGE_BYTES_MAX} bytes per message")
         if self.rounds_max < 1:
             raise ValueError("rounds_max must be at least 1")
+        if self.differences_max < 1:
+            raise ValueError("differences_max must be at least 1")
         # The largest answer to one range must fit a reply that holds nothing else (but a
         # Skip before it), or a session could stall: a diff of our id_list_threshold ids
         # against a full IdList from the peer, or the fingerprints of one split.
@@ -212,7 +218,8 @@ class Reconciler:
         self._exhausted = False
         self._rounds = 0
         # Ids already reported: a deferred range is examined again later, and must not
-        # report the same difference twice. At most rounds_max * IDS_MAX ids each.
+        # report the same difference twice. The session ends once they hold
+        # differences_max ids between them (plus at most one message's worth).
         self._have_seen: set[bytes] = set()
         self._need_seen: set[bytes] = set()
 
@@ -223,7 +230,8 @@ class Reconciler:
 
     @property
     def exhausted(self) -> bool:
-        """The session ended at ``rounds_max`` received messages, before it settled."""
+        """The session ended before it settled: at ``rounds_max`` received messages, or once
+        it had reported ``differences_max`` ids."""
         return self._exhausted
 
     @property
@@ -267,7 +275,8 @@ class Reconciler:
         if not _asks(reply):
             self._done = True  # our reply settles the rest: it is the last message
             return Outcome(reply, have, need, done=True)
-        if self._rounds >= self._limits.rounds_max:
+        over_budget = len(self._have_seen) + len(self._need_seen) >= self._limits.differences_max
+        if self._rounds >= self._limits.rounds_max or over_budget:
             self._done = self._exhausted = True
             return Outcome(None, have, need, done=True)
         return Outcome(reply, have, need, done=False)

@@ -615,3 +615,28 @@ def test_simulation_is_deterministic_across_hash_seeds() -> None:
         )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+def test_a_busy_only_seeder_is_asked_again_after_the_backoff() -> None:
+    s = scheduler(retries_max=2, retry_backoff_ms=5_000)
+    s.add_peer(A, None, T0)
+    outstanding = requests(s.start(T0))
+    while outstanding:  # A answers BUSY to every request until nothing is asked
+        r = outstanding.pop()
+        outstanding += requests(s.failed(A, r.request_id, T0))
+    assert s.stalled and set(s.unavailable) == ALL
+    assert s.next_deadline_ms == T0 + 5_000
+    assert s.tick(T0 + 4_999) == []
+    resumed = s.tick(T0 + 5_000)
+    assert requests(resumed) and {r.peer for r in requests(resumed)} == {A}
+    assert drain(s, resumed, T0 + 5_000).keys() <= ALL and s.done
+
+
+def test_useless_peers_do_not_keep_a_seeder_out() -> None:
+    s = scheduler(peers_max=4)
+    s.start(T0)
+    for i in range(4):
+        s.add_peer(b"empty-%d" % i, frozenset(), T0)
+    actions = s.add_peer(b"seeder", None, T0)
+    assert requests(actions) and s.stats.peers_evicted == 1 and s.stats.peers_refused == 0
+    assert drain(s, actions).keys() == ALL

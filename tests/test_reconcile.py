@@ -852,3 +852,27 @@ def test_docs_quote_current_bytes() -> None:
     hex_text = re.sub(r"\s+", "", docs)
     for data in (fingerprint(0, 0), fp, first, last):
         assert data.hex() in hex_text, data.hex(" ")
+
+
+def test_a_peer_inventing_ids_cannot_grow_a_session_without_bound() -> None:
+    # Every round the peer lists 7,168 ids nobody has, and asks again so the session goes
+    # on: the machine stops once it has reported differences_max ids.
+    rng = random.Random(1)
+    limits = ReconcileLimits(differences_max=20_000)
+    reconciler = Reconciler(
+        MemoryItemSet([(i, rng.randbytes(32)) for i in range(100)]), limits=limits
+    )
+    reported = 0
+    while not reconciler.done:
+        ids = tuple(sorted(rng.randbytes(32) for _ in range(IDS_MAX)))
+        message = Message(
+            ranges=(
+                Range.id_diff((10**6, b""), ids),
+                Range.fingerprint(BOUND_MAX, b"\0" * 16),
+            ),
+            version=VERSION,
+        )
+        reported += len(reconciler.receive(message).need)
+    assert reconciler.exhausted
+    assert reported < limits.differences_max + IDS_MAX
+    assert reconciler.rounds <= limits.differences_max // IDS_MAX + 1
