@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import msgpack
 
 from protocol.envelope import SignedMessage
-from protocol.errors import Reject
 from protocol.kinds import MESSAGE_ID_LEN, Tombstone, VideoManifest
-from protocol.validate import reopen_message, validate_tombstone_target
+from protocol.validate import validate_tombstone_target
 from storage.chunks import ChunkStore, PinReason
 from storage.errors import (
     ChunkMissing,
@@ -33,6 +32,7 @@ from storage.errors import (
 from storage.keys import Prefix, u64
 from storage.keys import key as _key
 from storage.kv import KV, Batch
+from storage.records import check_before_write, read_back
 
 
 def manifest_chunks(manifest: VideoManifest) -> list[bytes]:
@@ -69,16 +69,6 @@ class StoredManifest:
         return record
 
 
-def _recheck(message: SignedMessage, kind: type) -> None:
-    """Check a message's bytes before writing them: they must decode to what it claims."""
-    try:
-        again = reopen_message(message.raw)
-    except Reject as exc:
-        raise ManifestError(f"refusing to store an invalid {message.kind}: {exc}") from exc
-    if not isinstance(again.record, kind) or again.record != message.record:
-        raise ManifestError(f"refusing to store a {message.kind} whose bytes say otherwise")
-
-
 class ManifestStore:
     """Video manifests and tombstones over a :class:`KV`."""
 
@@ -102,7 +92,7 @@ class ManifestStore:
             raise Withdrawn(f"video {mid.hex()} was withdrawn by its creator")
         if self._kv.get(_key(Prefix.MANIFEST, mid)) is not None:
             return False
-        _recheck(message, VideoManifest)
+        check_before_write(message, ManifestError)
         sizes = _chunk_sizes(manifest)
         self._check_chunks(mid, sizes)
         batch = Batch()
@@ -182,11 +172,8 @@ class ManifestStore:
         raw = self._kv.get(_key(Prefix.MANIFEST, mid))
         if raw is None:
             return None
-        try:
-            message = reopen_message(raw)
-        except Reject as exc:
-            raise DamagedRecord(f"stored manifest {mid.hex()} is damaged: {exc}") from exc
-        if message.id != mid or not isinstance(message.record, VideoManifest):
+        message = read_back(raw, VideoManifest, f"manifest {mid.hex()}")
+        if message.id != mid:
             raise DamagedRecord(f"stored manifest {mid.hex()} is not what its key says")
         return StoredManifest(message)
 
@@ -260,7 +247,7 @@ class ManifestStore:
         key = _key(Prefix.TOMBSTONE, mid, tombstone.author)
         if self._kv.get(key) is not None:
             return False
-        _recheck(message, Tombstone)
+        check_before_write(message, ManifestError)
         batch = Batch()
         stored = self.get(mid)
         if stored is not None:
@@ -292,7 +279,4 @@ class ManifestStore:
         raw = self._kv.get(_key(Prefix.TOMBSTONE, mid, author))
         if raw is None:
             return None
-        try:
-            return reopen_message(raw)
-        except Reject as exc:
-            raise DamagedRecord(f"stored tombstone for {mid.hex()} is damaged: {exc}") from exc
+        return read_back(raw, Tombstone, f"tombstone for {mid.hex()}")

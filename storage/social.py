@@ -11,13 +11,12 @@ from dataclasses import dataclass
 import msgpack
 
 from protocol.envelope import SignedMessage
-from protocol.errors import Reject
 from protocol.kinds import Follow, Profile, Reaction, Unfollow
-from protocol.validate import reopen_message
 from storage.errors import DamagedRecord, StoreError
 from storage.keys import Prefix
 from storage.keys import key as _key
 from storage.kv import KV, Batch
+from storage.records import check_before_write, read_back
 
 
 @dataclass(frozen=True, order=True)
@@ -62,12 +61,7 @@ class SocialStore:
         the same pair (or this very message) was already applied.
         """
         record = message.record
-        try:
-            again = reopen_message(message.raw)
-        except Reject as exc:
-            raise StoreError(f"refusing to store an invalid {message.kind}: {exc}") from exc
-        if again.record != record:
-            raise StoreError(f"refusing to store a {message.kind} whose bytes say otherwise")
+        check_before_write(message, StoreError)
         stamp = _Stamp(record.created_ms, message.id)
         if isinstance(record, Follow | Unfollow):
             return self._apply_follow(record, stamp, message.raw)
@@ -142,10 +136,6 @@ class SocialStore:
         raw = self._kv.get(_key(Prefix.PROFILE, author))
         if raw is None:
             return None
-        try:
-            record = reopen_message(_Register.decode(raw).raw).record
-        except Reject as exc:
-            raise DamagedRecord(f"stored profile is damaged: {exc}") from exc
-        if not isinstance(record, Profile):
-            raise DamagedRecord("stored profile is not a profile")
+        record = read_back(_Register.decode(raw).raw, Profile, "profile").record
+        assert isinstance(record, Profile)
         return record

@@ -1,0 +1,36 @@
+"""Checking signed messages at the storage boundary, before writing and after reading.
+
+Every store keeps messages as the exact envelope bytes that were validated. These two
+helpers are the one place those bytes are checked again (decoded, signature verified, all
+rules but the clock's), so a store never writes bytes that say something else than the
+message it was handed, and never returns damaged bytes as a message.
+"""
+
+from protocol.envelope import SignedMessage
+from protocol.errors import Reject
+from protocol.validate import reopen_message
+from storage.errors import DamagedRecord, StoreError
+
+
+def check_before_write(message: SignedMessage, error: type[StoreError]) -> None:
+    """Raise ``error`` unless ``message.raw`` decodes and verifies to ``message.record``."""
+    try:
+        again = reopen_message(message.raw)
+    except Reject as exc:
+        raise error(f"refusing to store an invalid {message.kind}: {exc}") from exc
+    if again.record != message.record:
+        raise error(f"refusing to store a {message.kind} whose bytes say otherwise")
+
+
+def read_back(raw: bytes, kind: type, what: str) -> SignedMessage:
+    """The message stored as ``raw``, which must hold a ``kind`` record.
+
+    Raises :class:`DamagedRecord` naming ``what`` when the bytes no longer check.
+    """
+    try:
+        message = reopen_message(raw)
+    except Reject as exc:
+        raise DamagedRecord(f"stored {what} is damaged: {exc}") from exc
+    if not isinstance(message.record, kind):
+        raise DamagedRecord(f"stored {what} is not a {kind.__name__}")
+    return message
