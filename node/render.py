@@ -5,7 +5,7 @@ from typing import Any
 from protocol.accounts import account_to_text
 from protocol.cid import cid_to_text
 from protocol.kinds import ChunkRef, SegmentRef, VideoManifest
-from storage.manifests import StoredManifest
+from storage.manifests import StoredManifest, manifest_chunk_refs
 
 
 def chunk_json(ref: ChunkRef | SegmentRef) -> dict[str, Any]:
@@ -46,10 +46,7 @@ def manifest_json(stored: StoredManifest) -> dict[str, Any]:
 
 def total_bytes(manifest: VideoManifest) -> int:
     """Bytes of every chunk the manifest names."""
-    total = manifest.thumbnail.size
-    for r in manifest.renditions:
-        total += r.init.size + sum(s.size for s in r.segments)
-    return total
+    return sum(size for _, size in manifest_chunk_refs(manifest))
 
 
 def short_account(public_key: bytes) -> str:

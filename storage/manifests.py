@@ -12,6 +12,7 @@ when the store opens, undoes what a crashed publish left: its chunks lose their 
 if nothing else pins them or names them.
 """
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,21 +36,23 @@ from storage.kv import KV, Batch
 from storage.records import check_before_write, read_back
 
 
-def manifest_chunks(manifest: VideoManifest) -> list[bytes]:
-    """Every chunk id a manifest names: thumbnail, then per rendition init and segments."""
-    cids = [manifest.thumbnail.cid]
+def manifest_chunk_refs(manifest: VideoManifest) -> list[tuple[bytes, int]]:
+    """(cid, size) of every chunk a manifest names, in order: the thumbnail, then per
+    rendition its init and segments (the order publishing stores them in)."""
+    refs = [(manifest.thumbnail.cid, manifest.thumbnail.size)]
     for rendition in manifest.renditions:
-        cids.append(rendition.init.cid)
-        cids.extend(segment.cid for segment in rendition.segments)
-    return cids
+        refs.append((rendition.init.cid, rendition.init.size))
+        refs.extend((segment.cid, segment.size) for segment in rendition.segments)
+    return refs
+
+
+def manifest_chunks(manifest: VideoManifest) -> list[bytes]:
+    """Every chunk id a manifest names, in :func:`manifest_chunk_refs` order."""
+    return [cid for cid, _ in manifest_chunk_refs(manifest)]
 
 
 def _chunk_sizes(manifest: VideoManifest) -> dict[bytes, int]:
-    sizes = {manifest.thumbnail.cid: manifest.thumbnail.size}
-    for rendition in manifest.renditions:
-        sizes[rendition.init.cid] = rendition.init.size
-        sizes.update((segment.cid, segment.size) for segment in rendition.segments)
-    return sizes
+    return dict(manifest_chunk_refs(manifest))
 
 
 @dataclass(frozen=True)
@@ -106,14 +109,17 @@ class ManifestStore:
         return True
 
     def _check_chunks(self, mid: bytes, sizes: dict[bytes, int]) -> None:
-        missing = [cid for cid in sizes if not self._chunks.has(cid)]
-        if missing:
-            raise MissingChunks(f"{len(missing)} of {len(sizes)} chunks of {mid.hex()} missing")
+        stored: dict[bytes, int] = {}
+        for cid in sizes:
+            with contextlib.suppress(ChunkMissing):
+                stored[cid] = self._chunks.size_of(cid)
+        if len(stored) < len(sizes):
+            missing = len(sizes) - len(stored)
+            raise MissingChunks(f"{missing} of {len(sizes)} chunks of {mid.hex()} missing")
         for cid, size in sizes.items():
-            if self._chunks.size_of(cid) != size:
+            if stored[cid] != size:
                 raise MissingChunks(
-                    f"a chunk of {mid.hex()} is {self._chunks.size_of(cid)} bytes, "
-                    f"the manifest says {size}"
+                    f"a chunk of {mid.hex()} is {stored[cid]} bytes, the manifest says {size}"
                 )
 
     def _index(self, batch: Batch, mid: bytes, manifest: VideoManifest, *, present: bool) -> None:
