@@ -22,6 +22,7 @@ from protocol.kinds import ChunkRef, Rendition, SegmentRef, VideoManifest
 from protocol.validate import validate_message, validate_tags, validate_title
 from storage.chunks import PinReason
 from storage.errors import StoreError
+from storage.manifests import manifest_chunks
 from storage.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,17 @@ def store_video(
 ) -> None:
     """Store the chunks, then the manifest pinned as the node's own video."""
     chunks = video_chunks(result)
+    manifest = message.record
+    assert isinstance(manifest, VideoManifest)
+    # The manifest lists the chunks in video_chunks order with the ids build_manifest
+    # hashed; put checks each id again (a mismatch would raise), so nothing is hashed a
+    # third time here.
+    cids = manifest_chunks(manifest)
     stores.manifests.begin(message)
     log.info("storing video", extra={"event": "store_start", "chunks": len(chunks)})
     try:
-        for done, data in enumerate(chunks, start=1):
-            stores.chunks.put(chunk_id(data), data, pin=PinReason.OWN)
+        for done, (cid, data) in enumerate(zip(cids, chunks, strict=True), start=1):
+            stores.chunks.put(cid, data, pin=PinReason.OWN)
             if progress is not None:
                 progress("store", done / len(chunks))
         stores.manifests.put(message, pin=PinReason.OWN)
