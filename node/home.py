@@ -74,13 +74,6 @@ class Home:
         except StoreError as exc:
             raise HomeError(f"cannot open the store in {self.db_path}: {exc}") from exc
 
-    def node_seed(self) -> bytes:
-        """The node's libp2p key seed. Raises :class:`HomeError` if it is damaged."""
-        seed = self.node_key_path.read_bytes()
-        if len(seed) != SEED_LEN:
-            raise HomeError(f"{self.node_key_path} is damaged ({len(seed)} bytes)")
-        return seed
-
 
 def _write_secret(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file readable by its owner only, atomically."""
