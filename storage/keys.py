@@ -50,6 +50,13 @@ class Prefix(IntEnum):
     # a publish that crashed, and its chunks are unpinned (and dropped if nothing else pins
     # or names them).
     MANIFEST_PENDING = 0x25
+    # Every message the node holds for anti-entropy sync (storage/messages.py), any kind:
+    # MESSAGE + message id -> created_ms (u64) + signed envelope bytes. A withdrawn video's
+    # manifest keeps its entry with the created_ms alone (8 bytes): a placeholder that stays
+    # in the sync set but is never served.
+    MESSAGE = 0x26
+    # The sync set in item order: MESSAGE_BY_TIME + created_ms (u64) + message id -> b"".
+    MESSAGE_BY_TIME = 0x27
 
     # Follow state per (author, target), last write wins:
     # SOCIAL_EDGE + author key + target key -> msgpack [following, created_ms, id, envelope].

@@ -2,9 +2,11 @@
 
 Manifests are kept as the exact envelope bytes that were validated; they are checked again
 (decoded, signature verified) before they are written and every time they are read back.
-A manifest is only stored when every chunk it names is already in the chunk store, with
-the size the manifest gives, and it is written in one atomic batch with its indexes and
-the pins on its chunks, so the quota never evicts a stored video's chunks.
+A manifest published here is only stored when every chunk it names is already in the chunk
+store, with the size the manifest gives, and it is written in one atomic batch with its
+indexes and the pins on its chunks, so the quota never evicts the video's chunks. A
+manifest learned from the network is stored at once, without its chunks: every node knows
+every video, and holds the chunks of those it seeds, follows or watched (:meth:`pin_video`).
 
 Publishing writes a pending entry first (:meth:`ManifestStore.begin`), then the chunks,
 each pinned; the manifest's batch removes the entry. :meth:`ManifestStore.recover`, run
@@ -79,13 +81,14 @@ class ManifestStore:
         self._kv = kv
         self._chunks = chunks
 
-    def put(self, message: SignedMessage, *, pin: PinReason) -> bool:
+    def put(self, message: SignedMessage, *, pin: PinReason | None) -> bool:
         """Store a validated manifest message, pinning its chunks for ``pin``.
 
-        Returns False if it was already stored. Raises :class:`MissingChunks` when a chunk
-        is absent or not of the size the manifest gives, :class:`Withdrawn` when its
-        author's tombstone for it is stored, :class:`ManifestError` when the message's bytes
-        do not check; nothing is written then.
+        With a ``pin``, every chunk must be stored already; with None (a manifest from the
+        network) none need be, and none is pinned. Returns False if it was already stored.
+        Raises :class:`MissingChunks` when a chunk to pin is absent or not of the size the
+        manifest gives, :class:`Withdrawn` when its author's tombstone for it is stored,
+        :class:`ManifestError` when the message's bytes do not check; nothing is written then.
         """
         manifest = message.record
         if not isinstance(manifest, VideoManifest):
@@ -97,16 +100,53 @@ class ManifestStore:
             return False
         check_before_write(message, ManifestError)
         sizes = _chunk_sizes(manifest)
-        self._check_chunks(mid, sizes)
+        if pin is not None:
+            self._check_chunks(mid, sizes)
         batch = Batch()
         batch.put(_key(Prefix.MANIFEST, mid), message.raw)
         batch.delete(_key(Prefix.MANIFEST_PENDING, mid))
         self._index(batch, mid, manifest, present=True)
         for cid in sizes:
             batch.put(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid), b"")
-            self._chunks.pin(cid, pin, batch=batch)
+            if pin is not None:
+                self._chunks.pin(cid, pin, batch=batch)
         self._kv.write(batch, sync=True)
         return True
+
+    def missing_chunks(self, manifest: VideoManifest) -> list[bytes]:
+        """The chunks of ``manifest`` not in the chunk store, in manifest order."""
+        return [cid for cid in _chunk_sizes(manifest) if not self._chunks.has(cid)]
+
+    def pin_video(self, mid: bytes, pin: PinReason) -> int:
+        """Pin for ``pin`` every chunk of stored manifest ``mid`` held now; return how many.
+
+        The caller pins again after fetching the rest. Raises :class:`ManifestError` when
+        ``mid`` is not stored.
+        """
+        stored = self.get(mid)
+        if stored is None:
+            raise ManifestError(f"no stored video {mid.hex()}")
+        batch = Batch()
+        pinned = 0
+        for cid in _chunk_sizes(stored.manifest):
+            if self._chunks.has(cid):
+                self._chunks.pin(cid, pin, batch=batch)
+                pinned += 1
+        self._kv.write(batch, sync=True)
+        return pinned
+
+    def unpin_video(self, mid: bytes, pin: PinReason) -> None:
+        """Drop ``pin`` from the chunks of stored manifest ``mid`` (the quota may evict them).
+
+        Raises :class:`ManifestError` when ``mid`` is not stored.
+        """
+        stored = self.get(mid)
+        if stored is None:
+            raise ManifestError(f"no stored video {mid.hex()}")
+        batch = Batch()
+        for cid in _chunk_sizes(stored.manifest):
+            self._chunks.unpin(cid, pin, batch=batch)
+        self._kv.write(batch, sync=True)
 
     def _check_chunks(self, mid: bytes, sizes: dict[bytes, int]) -> None:
         stored: dict[bytes, int] = {}
