@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS := interop/js
+JS_STAMP := $(JS)/node_modules/.stamp
 HOME_DEMO ?= .demo-home
 
 .PHONY: demo test lint unit bench clean
@@ -11,7 +13,21 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	# libp2p pulls in trio-typing, whose old trio-stubs hide trio's own (newer) types from
+	# mypy; the stubs are type information only, nothing imports them at run time.
+	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	touch $(STAMP)
+
+# The interop tests drive a js-libp2p client (tests/test_interop_js.py). npm installs it
+# from the lock file; a machine without node gets Debian's nodejs and npm when we are root.
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q nodejs npm; \
+		else echo "node and npm are missing: install them (apt-get install nodejs npm)" >&2; \
+			exit 1; fi; \
+	fi
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m node.demo --home $(HOME_DEMO)
@@ -23,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy node protocol storage bootstrap simulation bench tests
 
-unit: $(STAMP)
+unit: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -32,6 +48,6 @@ bench: $(STAMP)
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS)/node_modules
 	@if [ -f $(HOME_DEMO)/.toktok-demo ]; then rm -rf $(HOME_DEMO); \
 	elif [ -e $(HOME_DEMO) ]; then echo "kept $(HOME_DEMO): it has no .toktok-demo file"; fi

@@ -9,25 +9,31 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from node import clinode
+from node.clinode import RemoteError, add_run_flags, call, require_node, running_node
+from node.config import NodeConfig, write_config
 from node.home import Home, HomeError, default_account, unlock_account
 from node.logs import setup_logging
 from node.publish import PublishMeta, publish_file
-from node.render import duration_text, manifest_json, short_account, total_bytes
+from node.render import duration_text, manifest_json, total_bytes
 from node.video import VideoError, export, write_sample
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.cid import cid_to_text
-from protocol.envelope import seal
+from protocol.envelope import SignedMessage, seal
 from protocol.errors import ProtocolError
 from protocol.kinds import Follow, Unfollow
 from protocol.validate import validate_record
 from storage.errors import DamagedRecord, StoreError
+from storage.kv import Batch
 from storage.manifests import StoredManifest, manifest_chunks
+from storage.messages import MessageLog
 from storage.stores import Stores
 
 PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
@@ -114,10 +120,18 @@ def progress_bar() -> Iterator[Callable[[str, float], None]]:
 # ------------------------------------------------------------------------------ commands
 
 
+def log_own(stores: Stores, message: SignedMessage) -> None:
+    """Add a message made here to the message log, which the node syncs to its peers."""
+    batch = Batch()
+    if MessageLog(stores.kv).stage(batch, message):
+        stores.kv.write(batch)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     home = Home(args.home)
     passphrase = read_passphrase(confirm=True)
     key = home.init(account_name=args.name, passphrase=passphrase)
+    write_config(home.path, NodeConfig())
     say(f"initialised {home.path}")
     say(f"account {args.name}: {key.account_id}")
     return 0
@@ -158,10 +172,30 @@ def cmd_publish(args: argparse.Namespace) -> int:
     )
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
+    client = running_node(args.home)
+    if client is not None:
+        with progress_bar() as update:
+            result = clinode.stream(
+                client,
+                "publish",
+                update,
+                file=str(args.file.resolve()),
+                title=meta.title,
+                description=meta.description,
+                tags=list(meta.tags),
+                license=meta.license,
+                as_account=args.account,
+                passphrase=read_passphrase(confirm=False),
+            )
+        if args.json:
+            out.print_json(json.dumps(result["video"]))
+        print(result["id"])
+        return 0
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.account)
         with progress_bar() as update:
             message = publish_file(stores, key, args.file, meta, now_ms=now_ms(), progress=update)
+        log_own(stores, message)
         stored = stores.manifests.get(message.id)
         assert stored is not None
         if args.json:
@@ -208,27 +242,74 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_videos(args: argparse.Namespace) -> int:
-    with Home(args.home).open() as stores:
-        videos = stores.manifests.recent(limit=args.limit)
+    client = running_node(args.home)
+    if client is not None:
+        videos = call(client, "videos", limit=args.limit)["videos"]
+    else:
+        with Home(args.home).open() as stores:
+            videos = []
+            for stored in stores.manifests.recent(limit=args.limit):
+                item = manifest_json(stored)
+                missing = stores.manifests.missing_chunks(stored.manifest)
+                item["chunks_held"] = len(manifest_chunks(stored.manifest)) - len(missing)
+                videos.append(item)
     if args.json:
-        out.print_json(json.dumps([manifest_json(v) for v in videos]))
+        out.print_json(json.dumps(videos))
         return 0
     if not videos:
         say("no videos stored yet: 'toktok publish FILE --title T' adds one")
         return 0
-    table = Table("id", "title", "creator", "length", "created (UTC)")
+    table = Table("id", "title", "creator", "length", "created (UTC)", "held")
     for v in videos:
-        m = v.manifest
-        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.created_ms / 1000))
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v["created_ms"] / 1000))
+        chunks = len({c["cid"] for c in _video_chunk_cids(v)})
         table.add_row(
-            v.id.hex()[:16],
-            Text(m.title),
-            short_account(m.author),
-            duration_text(m.duration_ms),
+            v["id"][:16],
+            Text(v["title"]),
+            v["author"][:10] + "…" + v["author"][-4:],
+            duration_text(v["duration_ms"]),
             created,
+            f"{v['chunks_held']}/{chunks}",
         )
     out.print(table)
     return 0
+
+
+def _video_chunk_cids(video: dict[str, Any]) -> list[dict[str, Any]]:
+    refs = [video["thumbnail"]]
+    for r in video["renditions"]:
+        refs.append(r["init"])
+        refs.extend(r["segments"])
+    return refs
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    client = require_node(args.home)
+    with progress_bar() as update:
+        result = clinode.stream(client, "fetch", update, id=args.id)
+    say(f"fetched {result['id']}: {result['chunks_held']} chunks held")
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    result = call(require_node(args.home), "peers")
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    for peer in result["peers"]:
+        say(peer["peer_id"], "  ", " ".join(peer["addrs"][:2]))
+    say(f"{len(result['peers'])} connected, {result['known']} known")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    result = call(require_node(args.home), "status")
+    out.print_json(json.dumps(result))
+    return 0
+
+
+def cmd_bootstrap_run(args: argparse.Namespace) -> int:
+    return clinode.cmd_node_run(args, bootstrap_role=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -256,6 +337,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             update("chunks", checked / total)
             if not intact:
                 problems.append(f"damaged chunk {cid_to_text(cid)}")
+        own_keys = {stores.keystore.public_key(n) for n in stores.keystore.names()}
         for mid in list(stores.manifests.ids()):
             try:
                 stored = stores.manifests.get(mid)
@@ -263,7 +345,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 problems.append(str(exc))
                 continue
             assert stored is not None
-            if not all(stores.chunks.has(c) for c in manifest_chunks(stored.manifest)):
+            # Videos from the network are held in part or not at all; our own are whole.
+            own = stored.manifest.author in own_keys
+            if own and stores.manifests.missing_chunks(stored.manifest):
                 problems.append(f"incomplete video {mid.hex()}")
         problems.extend(stores.chunks.audit())
     for line in problems:
@@ -271,7 +355,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if problems:
         say(f"{len(problems)} problems in {checked} chunks")
         return 1
-    say(f"ok: {checked} chunks intact, every video complete, accounting exact")
+    say(f"ok: {checked} chunks intact, every own video complete, accounting exact")
     return 0
 
 
@@ -280,12 +364,25 @@ def _social(args: argparse.Namespace, follow: bool) -> int:
         target = account_from_text(args.account)
     except InvalidAccount as exc:
         raise CliError(str(exc)) from exc
+    client = running_node(args.home)
+    if client is not None:
+        call(
+            client,
+            "follow" if follow else "unfollow",
+            account=args.account,
+            passphrase=read_passphrase(confirm=False),
+            as_account=args.as_account,
+        )
+        say(f"{'following' if follow else 'no longer following'} {args.account}")
+        return 0
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.as_account)
         cls = Follow if follow else Unfollow
         record = cls(author=key.public_key, created_ms=now_ms(), target=target)
         validate_record(record, now_ms())
-        stores.social.apply(seal(key, record))
+        message = seal(key, record)
+        stores.social.apply(message)
+        log_own(stores, message)
     say(f"{'following' if follow else 'no longer following'} {args.account}")
     return 0
 
@@ -369,6 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("following", help="accounts the default account follows")
     p.set_defaults(func=cmd_following)
+
+    p = sub.add_parser("fetch", help="download a whole video from the network (node running)")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("peers", help="the running node's connected peers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("status", help="the running node's state and counters")
+    p.set_defaults(func=cmd_status)
+
+    for role, func, text in (
+        ("node", clinode.cmd_node_run, "run a node until interrupted"),
+        ("bootstrap", cmd_bootstrap_run, "run a bootstrap node until interrupted"),
+    ):
+        p = sub.add_parser(role, help=text)
+        roles = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+        r = roles.add_parser("run", help=text)
+        add_run_flags(r)
+        r.set_defaults(func=func)
     return parser
 
 
@@ -377,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return int(args.func(args))
-    except (CliError, HomeError, VideoError, ProtocolError, StoreError) as exc:
+    except (CliError, HomeError, VideoError, ProtocolError, StoreError, RemoteError) as exc:
         # One line, never wrapped to the terminal's width: scripts read it.
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -154,6 +154,23 @@ def publish_file(
             progress("transcode", fraction)
 
     result = ingest(path, progress=transcode_progress)
+    return finish_publish(stores, key, result, meta, now_ms=now_ms, progress=progress)
+
+
+def finish_publish(
+    stores: Stores,
+    key: AccountKey,
+    result: IngestResult,
+    meta: PublishMeta,
+    *,
+    now_ms: int,
+    progress: Progress | None = None,
+) -> SignedMessage:
+    """Sign the manifest of an ingested video and store it with its chunks.
+
+    The second half of :func:`publish_file`, for a node that transcodes in a worker thread
+    and stores from its own; raises as that does.
+    """
     manifest = build_manifest(result, key.public_key, meta, now_ms)
     message = seal(key, manifest)
     # What every receiver will run: nothing is stored that a peer would refuse.

@@ -1,0 +1,278 @@
+"""What the control interface offers: the CLI's commands, carried out by the running node.
+
+Each route takes a JSON object and returns one, or a stream of progress objects ending
+with the result. Errors a user can act on raise :class:`~node.control.ControlError`,
+whose message the CLI prints as it would its own.
+"""
+
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+from libp2p.peer.peerstore import PeerStoreError
+
+from node.control import ControlError, ControlServer
+from node.daemon import Node
+from node.gossip import wall_ms
+from node.home import HomeError, unlock_account
+from node.ingest import Verdict
+from node.publish import PublishMeta, check_meta, finish_publish
+from node.render import manifest_json
+from node.swarm import SwarmError
+from node.video import VideoError, ingest
+from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.envelope import seal
+from protocol.errors import ProtocolError
+from protocol.kinds import Follow, Unfollow
+from protocol.validate import validate_record
+from storage.chunks import PinReason
+from storage.errors import ManifestError, StoreError, WrongPassphrase
+from storage.manifests import manifest_chunks
+
+log = logging.getLogger("toktok.api")
+
+VIDEOS_LIMIT_MAX = 1000
+
+
+def _text(params: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = params.get(name, default)
+    if not isinstance(value, str):
+        raise ControlError(f"parameter {name!r}: a string is required")
+    return value
+
+
+def _unlock(node: Node, params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    try:
+        return unlock_account(
+            node.stores, _text(params, "passphrase"), params.get("as_account") or None
+        )
+    except (HomeError, WrongPassphrase) as exc:
+        raise ControlError(str(exc)) from exc
+
+
+def _video_id(node: Node, params: dict[str, Any]) -> bytes:
+    try:
+        return node.stores.manifests.resolve(_text(params, "id"))
+    except KeyError as exc:
+        raise ControlError(exc.args[0], status=404) from exc
+
+
+def install_routes(server: ControlServer, node: Node) -> None:
+    """Register every control route on ``server``."""
+
+    async def status(params: dict[str, Any]) -> dict[str, Any]:
+        chunks = node.stores.chunks
+        return {
+            "peer_id": str(node.peer_id),
+            "addrs": node.addrs(),
+            "peers": len(node.host.get_connected_peers()),
+            "messages": len(node.items),
+            "videos": node.stores.manifests.count(),
+            "chunks": chunks.count,
+            "store_bytes": chunks.used_bytes,
+            "sync_runs": node.sync_runs,
+            "seeded": node.seeding.seeded,
+            "ingest": {v.value: n for v, n in node.ingest.counts.items()},
+            "chunks_served": node.swarm_stats.chunks_served,
+            "offences": node.peers.offences,
+            "bans": node.peers.bans,
+            "chunks_fetched": node.swarm_stats.chunks_fetched,
+        }
+
+    async def peers(params: dict[str, Any]) -> dict[str, Any]:
+        store = node.host.get_peerstore()
+        listing = []
+        for peer in node.host.get_connected_peers():
+            try:
+                addrs = [str(a) for a in store.addrs(peer)]
+            except PeerStoreError:
+                addrs = []
+            listing.append({"peer_id": str(peer), "addrs": addrs})
+        return {"peers": listing, "known": len(node.peers.known())}
+
+    async def connect(params: dict[str, Any]) -> dict[str, Any]:
+        addr = _text(params, "addr")
+        try:
+            peer = await node.connect(addr)
+        except Exception as exc:  # a dial fails in many ways; the user needs the text
+            raise ControlError(f"cannot connect to {addr}: {exc!r}") from exc
+        return {"peer_id": str(peer)}
+
+    async def videos(params: dict[str, Any]) -> dict[str, Any]:
+        limit = params.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= VIDEOS_LIMIT_MAX:
+            raise ControlError(f"limit: 1 to {VIDEOS_LIMIT_MAX}")
+        out = []
+        for stored in node.stores.manifests.recent(limit=limit):
+            item = manifest_json(stored)
+            missing = node.stores.manifests.missing_chunks(stored.manifest)
+            item["chunks_held"] = len(manifest_chunks(stored.manifest)) - len(missing)
+            out.append(item)
+        return {"videos": out}
+
+    async def show(params: dict[str, Any]) -> dict[str, Any]:
+        stored = node.stores.manifests.get(_video_id(node, params))
+        if stored is None:
+            raise ControlError("withdrawn while looking it up", status=404)
+        return {"video": manifest_json(stored)}
+
+    async def follow(params: dict[str, Any]) -> dict[str, Any]:
+        return await _social(node, params, following=True)
+
+    async def unfollow(params: dict[str, Any]) -> dict[str, Any]:
+        return await _social(node, params, following=False)
+
+    async def following(params: dict[str, Any]) -> dict[str, Any]:
+        key = _unlock_public(node, params)
+        return {"following": [account_to_text(t) for t in node.stores.social.following(key)]}
+
+    async def message(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            mid = bytes.fromhex(_text(params, "id"))
+        except ValueError as exc:
+            raise ControlError("id: a message id in hex") from exc
+        return {"held": node.messages.has(mid)}
+
+    async def submit(params: dict[str, Any]) -> dict[str, Any]:
+        """A message signed elsewhere (a client holding its own key): check, store, gossip."""
+        try:
+            raw = base64.b64decode(_text(params, "envelope"), validate=True)
+        except ValueError as exc:
+            raise ControlError("envelope: base64 of the envelope bytes") from exc
+        outcome = node.ingest.offer(raw, wall_ms())
+        if outcome.verdict is Verdict.REJECTED:
+            raise ControlError(f"rejected: {outcome.reason}")
+        if outcome.verdict is Verdict.NEW:
+            assert outcome.message is not None
+            try:
+                node.gossip.publish(raw, outcome.message.kind)
+            except OverflowError as exc:  # stored: sync will spread it
+                log.warning("gossip outbox full", extra={"error": str(exc)})
+        return {"verdict": outcome.verdict.value, "reason": outcome.reason}
+
+    async def publish(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return _publish(node, params)
+
+    async def fetch(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return _fetch(node, _video_id(node, params))
+
+    server.route("status", status)
+    server.route("peers", peers)
+    server.route("connect", connect)
+    server.route("videos", videos)
+    server.route("show", show)
+    server.route("follow", follow)
+    server.route("unfollow", unfollow)
+    server.route("following", following)
+    server.route("message", message)
+    server.route("submit", submit)
+    server.route("publish", publish)
+    server.route("fetch", fetch)
+
+
+def _unlock_public(node: Node, params: dict[str, Any]) -> bytes:
+    from node.home import default_account
+
+    try:
+        _, public_key = default_account(node.stores)
+    except HomeError as exc:
+        raise ControlError(str(exc)) from exc
+    return public_key
+
+
+async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dict[str, Any]:
+    try:
+        target = account_from_text(_text(params, "account"))
+    except InvalidAccount as exc:
+        raise ControlError(str(exc)) from exc
+    key = _unlock(node, params)
+    now = wall_ms()
+    cls = Follow if following else Unfollow
+    record = cls(author=key.public_key, created_ms=now, target=target)
+    try:
+        validate_record(record, now)
+    except ProtocolError as exc:
+        raise ControlError(str(exc)) from exc
+    message = seal(key, record)
+    node.stores.social.apply(message)
+    node.ingest.add_own(message)
+    node.gossip.publish(message.raw, message.kind)
+    return {"id": message.id.hex(), "following": following}
+
+
+def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+    path = Path(_text(params, "file"))
+    tags = params.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ControlError("tags: a list of strings")
+    meta = PublishMeta(
+        title=_text(params, "title"),
+        description=_text(params, "description", ""),
+        tags=tuple(tags),
+        license=_text(params, "license", ""),
+    )
+    try:
+        check_meta(meta)
+    except ProtocolError as exc:
+        raise ControlError(str(exc)) from exc
+    key = _unlock(node, params)
+    if not path.is_file():
+        raise ControlError(f"{path}: no such file")
+    send, receive = trio.open_memory_channel[dict[str, Any]](256)
+
+    def report(phase: str, fraction: float) -> None:
+        # A slow reader misses a step of the bar, nothing else.
+        with contextlib.suppress(trio.WouldBlock):
+            send.send_nowait({"phase": phase, "fraction": round(fraction, 4)})
+
+    async def work() -> None:
+        async with send:
+            try:
+                # Transcoding is the long part; a worker thread keeps the node serving.
+                result = await trio.to_thread.run_sync(
+                    lambda: ingest(
+                        path,
+                        progress=lambda f: trio.from_thread.run_sync(report, "transcode", f),
+                    )
+                )
+                message = finish_publish(
+                    node.stores, key, result, meta, now_ms=wall_ms(), progress=report
+                )
+            except (VideoError, ProtocolError, StoreError, OSError) as exc:
+                await send.send({"error": str(exc)})
+                return
+            node.ingest.add_own(message)
+            node.gossip.publish(message.raw, message.kind)
+            stored = node.stores.manifests.get(message.id)
+            assert stored is not None
+            await send.send({"result": {"id": message.id.hex(), "video": manifest_json(stored)}})
+
+    node.nursery.start_soon(work)
+    return receive
+
+
+def _fetch(node: Node, mid: bytes) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+    send, receive = trio.open_memory_channel[dict[str, Any]](256)
+
+    def report(held: int, total: int) -> None:
+        with contextlib.suppress(trio.WouldBlock):
+            send.send_nowait({"phase": "fetch", "fraction": round(held / max(total, 1), 4)})
+
+    async def work() -> None:
+        async with send:
+            try:
+                manifest = await node.seeding.fetch(mid, PinReason.WATCHED, progress=report)
+            except (SwarmError, ManifestError, StoreError) as exc:
+                await send.send({"error": str(exc)})
+                return
+            held = len(manifest_chunks(manifest)) - len(
+                node.stores.manifests.missing_chunks(manifest)
+            )
+            await send.send({"result": {"id": mid.hex(), "chunks_held": held}})
+
+    node.nursery.start_soon(work)
+    return receive

@@ -1,0 +1,100 @@
+"""The ``toktok`` commands that run a node or talk to the running one.
+
+While a node runs it holds the home's store, so commands that change or read it go
+through the node's control interface (:mod:`node.controlclient`); with no node running,
+``publish``, ``follow`` and ``videos`` work on the store directly (node/cli.py).
+"""
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node.config import ConfigError, NodeConfig, load_config
+from node.controlclient import ControlCallError, ControlClient, NodeNotRunning
+from node.home import Home
+from node.run import run_node
+
+
+class RemoteError(Exception):
+    """A command the running node refused, with its reason."""
+
+
+def running_node(home: Path) -> ControlClient | None:
+    """A client of the node running over ``home``, or None when none runs."""
+    try:
+        return ControlClient.from_home(home.expanduser())
+    except NodeNotRunning:
+        return None
+
+
+def require_node(home: Path) -> ControlClient:
+    client = running_node(home)
+    if client is None:
+        raise RemoteError(f"no node is running over {home}: start one with 'toktok node run'")
+    return client
+
+
+def call(client: ControlClient, name: str, **params: Any) -> dict[str, Any]:
+    try:
+        return client.call(name, **params)
+    except ControlCallError as exc:
+        raise RemoteError(str(exc)) from exc
+
+
+def stream(
+    client: ControlClient, name: str, update: Callable[[str, float], None], **params: Any
+) -> dict[str, Any]:
+    """Run a streaming call, feeding progress to ``update``; return its result."""
+    try:
+        for item in client.stream(name, **params):
+            if "error" in item:
+                raise RemoteError(str(item["error"]))
+            if "result" in item:
+                result: dict[str, Any] = item["result"]
+                return result
+            update(str(item.get("phase", "")), float(item.get("fraction", 0.0)))
+    except ControlCallError as exc:
+        raise RemoteError(str(exc)) from exc
+    raise RemoteError(f"the node ended '{name}' without a result")
+
+
+def node_config(args: argparse.Namespace, **extra: Any) -> NodeConfig:
+    home = Path(args.home).expanduser()
+    try:
+        config = load_config(home)
+        return config.override(
+            listen=tuple(args.listen) if args.listen else None,
+            bootstrap=tuple(args.bootstrap) if args.bootstrap else None,
+            control_port=args.control_port,
+            metrics_port=args.metrics_port,
+            upload_kib_per_s=args.upload_kib_per_s,
+            **extra,
+        )
+    except ConfigError as exc:
+        raise RemoteError(str(exc)) from exc
+
+
+def cmd_node_run(args: argparse.Namespace, **extra: Any) -> int:
+    home = Home(args.home)
+    if running_node(home.path) is not None:
+        raise RemoteError(f"a node is already running over {home.path}")
+    config = node_config(args, **extra)
+
+    def ready(node: Any) -> None:
+        # One JSON line on stdout: scripts (and devnet) read the node's addresses here.
+        print(json.dumps({"peer_id": str(node.peer_id), "addrs": node.addrs()}), flush=True)
+
+    trio.run(lambda: run_node(home, config, on_ready=ready))
+    return 0
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", action="append", default=[], metavar="MULTIADDR")
+    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR")
+    p.add_argument("--control-port", type=int, default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--upload-kib-per-s", type=int, default=None, help="cap on bytes served")

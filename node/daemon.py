@@ -1,0 +1,382 @@
+"""The node daemon: one libp2p host running every service over one home's store.
+
+:class:`Node` builds the host (TCP, noise, yamux, the node key from the home), starts
+pubsub before dialling anyone (py-libp2p's pubsub never sees earlier connections), and
+runs in one trio nursery: gossip, chunk serving, sync, peer exchange, seeding, the
+dialer, and the loopback control and metrics endpoints. Cancelling the nursery (SIGINT,
+SIGTERM) stops them all; the store is closed last, after every writer has stopped.
+"""
+
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.host.basic_host import BasicHost
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from node.config import NodeConfig
+from node.gossip import GossipService, wall_ms
+from node.home import Home
+from node.ingest import Ingest, Verdict
+from node.peers import PeerBook
+from node.pex import ANSWER_BYTES_MAX, PEX_PROTOCOL, decode_peers, encode_peers
+from node.seeding import Seeding
+from node.swarm import CHUNK_PROTOCOL, ChunkServer, SwarmStats, UploadLimit
+from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
+from node.sync import NodeItemSet, SyncLimits, run_sync
+from protocol.errors import DecodeError
+from protocol.gossipwire import gossip_message_id
+from storage.messages import MessageLog
+from storage.stores import Stores
+
+log = logging.getLogger("toktok.node")
+
+GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
+PEERS_TARGET = 8
+"""Connections the dialer keeps, from known peers, when it has fewer."""
+DIAL_INTERVAL_S = 1.0
+PEX_INTERVAL_S = 5.0
+CONNECTED_QUEUE_MAX = 256
+SYNC_SESSION_S = 60
+
+
+def key_pair_from_seed(seed: bytes):  # type: ignore[no-untyped-def]
+    """The libp2p Ed25519 key pair of the node, from the 32-byte seed in the home."""
+    return create_new_key_pair(seed)
+
+
+class _Notifee(INotifee):
+    """Tells the node of new connections (to sync with) and drops banned peers."""
+
+    def __init__(self, node: "Node") -> None:
+        self._node = node
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._node.on_connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        pass
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+
+class Node:
+    """A running toktok node (see the module doc)."""
+
+    def __init__(self, home: Home, config: NodeConfig, stores: Stores) -> None:
+        self.home = home
+        self.config = config
+        self.stores = stores
+        seed = home.node_key_path.read_bytes()
+        self.host: BasicHost = new_host(  # type: ignore[assignment]
+            key_pair=key_pair_from_seed(seed),
+            muxer_preference="YAMUX",
+            connection_config=ConnectionConfig(max_connections_per_peer=1),
+            listen_addrs=self.listen_addrs,
+        )
+        g = config.gossip
+        self.gossipsub = GossipSub(
+            protocols=GOSSIPSUB_PROTOCOLS,
+            degree=g.degree,
+            degree_low=g.degree_low,
+            degree_high=g.degree_high,
+            heartbeat_interval=g.heartbeat_ms / 1000,  # type: ignore[arg-type]
+            max_messages_per_topic_per_second=float(g.messages_per_peer_per_second),
+        )
+        self.pubsub = Pubsub(
+            self.host,
+            self.gossipsub,
+            msg_id_constructor=lambda msg: gossip_message_id(msg.data),
+            strict_signing=True,
+        )
+        self.peer_id = self.host.get_id()
+        self.peers = PeerBook(
+            self_id=self.peer_id,
+            invalid_max=g.invalid_max,
+            ban_ms=g.ban_seconds * 1000,
+            cut_off=self._cut_off,
+        )
+        self.messages = MessageLog(stores.kv)
+        self.items = NodeItemSet.from_log(self.messages)
+        self.ingest = Ingest(stores, self.messages, self.items)
+        self.swarm_stats = SwarmStats()
+        self._upload_kib_per_s = config.upload_kib_per_s
+        self.chunk_server = ChunkServer(stores.chunks, self.swarm_stats)
+        self.seeding = Seeding(
+            self.host,
+            stores,
+            self.peers,
+            self.swarm_stats,
+            replicas=config.replicas,
+            clock=wall_ms,
+        )
+        self.ingest.listen(self.seeding.on_message)
+        self.gossip = GossipService(
+            self.pubsub,
+            self.ingest,
+            self.peers,
+            batch_delay_ms=g.batch_delay_ms,
+            on_manifest=self.seeding.note_origin,
+        )
+        self.sync_limits = SyncLimits(session_timeout_s=SYNC_SESSION_S)
+        self.sync_runs = 0
+        self._connected_send, self._connected = trio.open_memory_channel[ID](CONNECTED_QUEUE_MAX)
+        self.started = trio.Event()
+
+    @property
+    def listen_addrs(self) -> list[multiaddr.Multiaddr]:
+        return [multiaddr.Multiaddr(a) for a in self.config.listen]
+
+    def addrs(self) -> list[str]:
+        """This node's dialable addresses, with its peer id."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every service until cancelled."""
+        self.host.get_network().register_notifee(_Notifee(self))
+        async with (
+            self.host.run(self.listen_addrs),
+            background_trio_service(self.pubsub),
+            background_trio_service(self.gossipsub),
+        ):
+            await self.pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                if self._upload_kib_per_s:
+                    # The bucket reads trio's clock, so it is made inside the run.
+                    self.chunk_server.upload_limit = UploadLimit(self._upload_kib_per_s * 1024)
+                await nursery.start(self.gossip.run)
+                self.host.set_stream_handler(CHUNK_PROTOCOL, self.chunk_server.handle)
+                self.host.set_stream_handler(TProtocol(SYNC_PROTOCOL), self._answer_sync)
+                self.host.set_stream_handler(TProtocol(PEX_PROTOCOL), self._answer_pex)
+                nursery.start_soon(self._dialer)
+                nursery.start_soon(self._syncer)
+                nursery.start_soon(self.seeding.run)
+                self.started.set()
+                task_status.started()
+                log.info("node running", extra={"peer": str(self.peer_id), "addrs": self.addrs()})
+
+    # -- peers -----------------------------------------------------------------------
+
+    def on_connected(self, peer: ID) -> None:
+        if self.peers.is_banned(peer, wall_ms()):
+            return  # the syncer closes it (a notifee must not block the swarm)
+        with contextlib.suppress(trio.WouldBlock):  # the periodic sync gets to it
+            self._connected_send.send_nowait(peer)
+
+    async def _cut_off(self, peer: ID) -> None:
+        self.pubsub.add_to_blacklist(peer)
+        with trio.move_on_after(5):
+            try:
+                await self.host.disconnect(peer)
+            except Exception as exc:  # already gone, or closing: either way it is cut off
+                log.debug("disconnect failed", extra={"peer": str(peer), "error": repr(exc)})
+
+    async def connect(self, addr: str) -> ID:
+        """Dial ``addr`` (with /p2p/). Raises whatever the dial raises."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        if self.peers.is_banned(info.peer_id, wall_ms()):
+            raise ConnectionRefusedError(f"peer {info.peer_id} is banned")
+        with trio.fail_after(10):
+            await self.host.connect(info)
+        self.peers.learn(info.peer_id, (addr,), wall_ms())
+        return info.peer_id
+
+    async def _dialer(self) -> None:
+        """Join through the bootstrap list, then keep PEERS_TARGET connections."""
+        for addr in self.config.bootstrap:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+            self.peers.learn(info.peer_id, (addr,), wall_ms())
+        asked: dict[ID, float] = {}
+        while True:
+            connected = set(self.host.get_connected_peers())
+            now = trio.current_time()
+            for peer in connected:
+                # Ask newcomers at once, and everyone again now and then while short of
+                # peers: a bootstrap node knows more as the network grows.
+                if peer not in asked or (
+                    len(connected) < PEERS_TARGET and now - asked[peer] >= PEX_INTERVAL_S
+                ):
+                    asked[peer] = now
+                    await self._ask_peers(peer)
+            if len(connected) < PEERS_TARGET:
+                await self._dial_known(connected)
+            asked = {p: t for p, t in asked.items() if p in connected}
+            await trio.sleep(DIAL_INTERVAL_S)
+
+    async def _dial_known(self, connected: set[ID]) -> None:
+        for peer, addrs in self.peers.known().items():
+            if peer in connected or not addrs:
+                continue
+            try:
+                with trio.fail_after(5):
+                    await self.host.connect(PeerInfo(peer, [multiaddr.Multiaddr(a) for a in addrs]))
+            except Exception as exc:  # unreachable for now; tried again later
+                log.debug("dial failed", extra={"peer": str(peer), "error": repr(exc)})
+                continue
+            connected.add(peer)
+            if len(connected) >= PEERS_TARGET:
+                return
+
+    async def _ask_peers(self, peer: ID) -> None:
+        try:
+            with trio.fail_after(5):
+                stream = await self.host.new_stream(peer, [TProtocol(PEX_PROTOCOL)])
+                await stream.close()
+                data = await _read_all(stream, ANSWER_BYTES_MAX)
+            learned = decode_peers(data)
+        except (DecodeError, trio.TooSlowError) as exc:
+            log.debug("peer exchange failed", extra={"peer": str(peer), "error": repr(exc)})
+            return
+        except Exception as exc:  # the peer does not speak it, or left
+            log.debug("peer exchange failed", extra={"peer": str(peer), "error": repr(exc)})
+            return
+        now = wall_ms()
+        log.debug("peers learned", extra={"peer": str(peer), "count": len(learned)})
+        for other, addrs in learned:
+            self.peers.learn(other, addrs, now)
+
+    async def _answer_pex(self, stream: INetStream) -> None:
+        peerstore = self.host.get_peerstore()
+        asker = stream.muxed_conn.peer_id
+        listing = []
+        for peer in self.host.get_connected_peers():
+            if peer == asker:
+                continue
+            try:
+                known = peerstore.addrs(peer)
+            except PeerStoreError:
+                continue  # connected to us, but no listen address known (yet)
+            addrs = [_with_peer_id(a, peer) for a in known if _dialable(a)]
+            listing.append((peer, addrs))
+        random.shuffle(listing)
+        try:
+            await stream.write(encode_peers(listing))
+            await stream.close()
+        except Exception as exc:  # the asker left
+            log.debug("peer exchange answer failed", extra={"error": repr(exc)})
+
+    # -- sync ------------------------------------------------------------------------
+
+    async def _syncer(self) -> None:
+        """Sync with every new connection, and with a random peer every interval."""
+        interval = self.config.sync_interval_s
+        next_periodic = trio.current_time() + interval
+        while True:
+            peer: ID | None = None
+            with trio.move_on_at(next_periodic):
+                peer = await self._connected.receive()
+            if peer is None:
+                next_periodic = trio.current_time() + interval
+                connected = self.host.get_connected_peers()
+                if not connected:
+                    continue
+                peer = random.choice(connected)
+            if self.peers.is_banned(peer, wall_ms()):
+                await self._cut_off(peer)
+                continue
+            await self.sync_with(peer)
+
+    async def sync_with(self, peer: ID) -> int:
+        """Reconcile message sets with ``peer``; return how many messages were new here."""
+        try:
+            with trio.fail_after(10):
+                stream = await self.host.new_stream(peer, [TProtocol(SYNC_PROTOCOL)])
+            result = await run_sync(
+                stream,
+                initiator=True,
+                items=self.items,
+                load=self.messages.get,
+                accept=self._acceptor(peer),
+                limits=self.sync_limits,
+            )
+        except Exception as exc:  # a sync that fails is retried on the next round
+            log.info("sync failed", extra={"peer": str(peer), "error": repr(exc)})
+            return 0
+        self.sync_runs += 1
+        log.info(
+            "synced",
+            extra={"peer": str(peer), "received": result.received, "sent": result.sent},
+        )
+        return result.accepted
+
+    async def _answer_sync(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        try:
+            await run_sync(
+                stream,
+                initiator=False,
+                items=self.items,
+                load=self.messages.get,
+                accept=self._acceptor(peer),
+                limits=self.sync_limits,
+            )
+        except Exception as exc:  # the peer's fault or its departure; logged, not fatal
+            log.info("sync answer failed", extra={"peer": str(peer), "error": repr(exc)})
+            with trio.move_on_after(1):
+                await stream.reset()
+
+    def _acceptor(self, peer: ID) -> Callable[[list[bytes]], Awaitable[int]]:
+        async def accept(envelopes: list[bytes]) -> int:
+            new = 0
+            for raw in envelopes:
+                outcome = self.ingest.offer(raw, wall_ms())
+                if outcome.verdict is Verdict.NEW:
+                    new += 1
+                elif outcome.verdict is Verdict.REJECTED:
+                    await self.peers.offend(peer, outcome.reason, wall_ms())
+                await trio.sleep(0)
+            return new
+
+        return accept
+
+
+def _with_peer_id(addr: multiaddr.Multiaddr, peer: ID) -> str:
+    text = str(addr)
+    return text if "/p2p/" in text else f"{text}/p2p/{peer}"
+
+
+def _dialable(addr: multiaddr.Multiaddr) -> bool:
+    text = str(addr)
+    return text.startswith(("/ip4/", "/ip6/")) and "/tcp/" in text
+
+
+async def _read_all(stream: INetStream, bytes_max: int) -> bytes:
+    data = bytearray()
+    while True:
+        try:
+            piece = await stream.read(65536)
+        except StreamEOF:
+            break
+        if not piece:
+            break
+        data += piece
+        if len(data) > bytes_max:
+            raise DecodeError(f"answer over {bytes_max} bytes")
+    return bytes(data)

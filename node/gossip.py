@@ -1,0 +1,181 @@
+"""Gossip: batches of signed messages on GossipSub topics (protocol/gossipwire.py).
+
+Receiving: the topic validator decodes the batch and offers each envelope to
+:class:`~node.ingest.Ingest`, which stores what is new. The batch is relayed when it
+brought something new and nothing invalid; it is dropped quietly when it held only
+duplicates or messages to ignore (future-dated, withdrawn); it is dropped and its
+forwarder penalised when anything in it is forged, malformed or on the wrong topic.
+
+Publishing: messages wait up to ``batch_delay_ms`` for others to share their batch, so a
+burst of events costs a few gossip messages (one py-libp2p receiver handles only a few
+hundred a second).
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+from node.ingest import Ingest, Verdict
+from node.peers import PeerBook
+from protocol.envelope import decode_envelope
+from protocol.errors import DecodeError
+from protocol.gossipwire import (
+    BATCH_BYTES_MAX,
+    BATCH_ITEMS_MAX,
+    TOPIC_KINDS,
+    TOPICS,
+    batch_bytes,
+    decode_batch,
+    encode_batch,
+    topic_for,
+)
+from protocol.kinds import VideoManifest
+
+log = logging.getLogger("toktok.gossip")
+
+OUTBOX_MAX = 4096
+"""Messages waiting to be published; publishing refuses more (the caller retries)."""
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class GossipService:
+    """Validates incoming batches and publishes outgoing ones."""
+
+    def __init__(
+        self,
+        pubsub: Pubsub,
+        ingest: Ingest,
+        peers: PeerBook,
+        *,
+        batch_delay_ms: int,
+        on_manifest: Callable[[bytes, ID], None] | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        """``on_manifest(id, origin)`` hears of each new manifest and the peer that first
+        published its batch (a provider of the video)."""
+        self._pubsub = pubsub
+        self._ingest = ingest
+        self._peers = peers
+        self._batch_delay_s = batch_delay_ms / 1000
+        self._clock = clock
+        self._on_manifest = on_manifest
+        self._outbox: dict[str, list[bytes]] = {topic: [] for topic in TOPICS}
+        self._wakeup = trio.Event()
+        self._offenders: list[tuple[ID, str]] = []
+        self._offence = trio.Event()
+        self.batches_in = 0
+        self.batches_out = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe to every topic and serve until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for topic in TOPICS:
+                self._pubsub.set_topic_validator(topic, self._validator(topic), False)
+                subscription = await self._pubsub.subscribe(topic)
+                nursery.start_soon(self._drain, subscription)
+            nursery.start_soon(self._publisher)
+            nursery.start_soon(self._punisher)
+            task_status.started()
+
+    def publish(self, raw: bytes, kind: str) -> None:
+        """Queue a stored, valid message for gossip. Raises OverflowError when full."""
+        if sum(len(queue) for queue in self._outbox.values()) >= OUTBOX_MAX:
+            raise OverflowError("the gossip outbox is full")
+        self._outbox[topic_for(kind)].append(raw)
+        self._wakeup.set()
+
+    def _validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        kinds = TOPIC_KINDS[topic]
+
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            if forwarder == self._pubsub.my_id:
+                return True  # our own publish: stored and logged before it was queued
+            self.batches_in += 1
+            self.bytes_in += len(msg.data)
+            verdict, reason = self._check(msg.data, kinds, ID(msg.from_id))
+            if verdict is Verdict.REJECTED:
+                self._offenders.append((forwarder, reason))
+                self._offence.set()
+                log.info("gossip rejected", extra={"peer": str(forwarder), "reason": reason})
+            return verdict is Verdict.NEW
+
+        return validate
+
+    def _check(self, data: bytes, kinds: frozenset[str], origin: ID) -> tuple[Verdict, str]:
+        """The batch's verdict: REJECTED if any item is, else NEW if any item is new."""
+        try:
+            envelopes = decode_batch(data)
+        except DecodeError as exc:
+            return Verdict.REJECTED, f"malformed batch: {exc}"
+        now_ms = self._clock()
+        verdict = Verdict.DUPLICATE
+        for raw in envelopes:
+            try:
+                kind = decode_envelope(raw).kind
+            except DecodeError as exc:
+                return Verdict.REJECTED, f"malformed envelope: {exc}"
+            # [REJECT] A topic carries only its own kinds.
+            if kind not in kinds:
+                return Verdict.REJECTED, f"a {kind} message on the wrong topic"
+            outcome = self._ingest.offer(raw, now_ms)
+            if outcome.verdict is Verdict.REJECTED:
+                return Verdict.REJECTED, outcome.reason
+            if outcome.verdict is Verdict.NEW:
+                verdict = Verdict.NEW
+                if self._on_manifest is not None and kind == VideoManifest.KIND:
+                    assert outcome.message is not None
+                    self._on_manifest(outcome.message.id, origin)
+        return verdict, ""
+
+    async def _punisher(self) -> None:
+        # Validators are synchronous; offences are settled here, where we may await.
+        while True:
+            await self._offence.wait()
+            self._offence = trio.Event()
+            offenders, self._offenders = self._offenders, []
+            for peer, reason in offenders:
+                await self._peers.offend(peer, reason, self._clock())
+
+    async def _drain(self, subscription: object) -> None:
+        # What validators accepted is already stored; the queue only has to stay empty.
+        get = subscription.get  # type: ignore[attr-defined]
+        while True:
+            await get()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await trio.sleep(self._batch_delay_s)
+            self._wakeup = trio.Event()
+            for topic, queue in self._outbox.items():
+                while queue:
+                    batch = _take_batch(queue)
+                    data = encode_batch(batch)
+                    await self._pubsub.publish(topic, data)
+                    self.bytes_out += len(data)
+                    self.batches_out += 1
+                    self.messages_out += len(batch)
+
+
+def _take_batch(queue: list[bytes]) -> list[bytes]:
+    """Remove and return the longest prefix of ``queue`` that fits one batch."""
+    count = 1
+    while count < min(len(queue), BATCH_ITEMS_MAX):
+        sizes = [len(raw) for raw in queue[: count + 1]]
+        if batch_bytes(sizes) > BATCH_BYTES_MAX:
+            break
+        count += 1
+    batch = queue[:count]
+    del queue[:count]
+    return batch

@@ -1,0 +1,122 @@
+"""One way in for every signed message, whoever brings it: gossip, sync, or the owner.
+
+:meth:`Ingest.offer` checks a message by protocol/ rules and, if it is new and valid,
+applies it to the stores and adds it to the message log that sync reconciles. Its verdict
+tells gossip whether to relay (NEW), drop quietly (DUPLICATE, IGNORED) or drop and
+penalise the sender (REJECTED). A message already in the log is recognised by its id,
+before any signature is checked, so duplicates from many peers cost one hash each.
+"""
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.sync import NodeItemSet
+from protocol.envelope import SignedMessage, message_id
+from protocol.errors import Ignore, Reject
+from protocol.kinds import Tombstone, VideoManifest
+from protocol.validate import validate_message
+from storage.errors import StoreError, Withdrawn
+from storage.kv import Batch
+from storage.messages import MessageLog
+from storage.stores import Stores
+
+log = logging.getLogger("toktok.ingest")
+
+
+class Verdict(enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    message: SignedMessage | None = None
+    reason: str = ""
+
+
+Listener = Callable[[SignedMessage], None]
+
+
+class Ingest:
+    """Validates messages and applies them to the stores and the message log."""
+
+    def __init__(self, stores: Stores, messages: MessageLog, items: NodeItemSet) -> None:
+        """``items`` mirrors ``messages``' (created_ms, id) set in memory, for sync."""
+        self._stores = stores
+        self._messages = messages
+        self._items = items
+        self._listeners: list[Listener] = []
+        self.counts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener`` with every message applied (after it is stored)."""
+        self._listeners.append(listener)
+
+    def offer(self, raw: bytes, now_ms: int) -> Outcome:
+        """Check ``raw`` and apply it if it is new. Never raises for bad input."""
+        outcome = self._offer(raw, now_ms)
+        self.counts[outcome.verdict] += 1
+        if outcome.verdict is Verdict.NEW:
+            assert outcome.message is not None
+            for listener in self._listeners:
+                listener(outcome.message)
+        return outcome
+
+    def _offer(self, raw: bytes, now_ms: int) -> Outcome:
+        if self._messages.has(message_id(raw)):
+            return Outcome(Verdict.DUPLICATE)
+        try:
+            message = validate_message(raw, now_ms)
+            return self._apply(message)
+        except Reject as exc:
+            return Outcome(Verdict.REJECTED, reason=str(exc))
+        except Ignore as exc:
+            return Outcome(Verdict.IGNORED, reason=str(exc))
+        except StoreError as exc:
+            # Our side failed (a damaged record, say): not the sender's fault.
+            log.error("cannot store a message", extra={"error": str(exc)})
+            return Outcome(Verdict.IGNORED, reason=f"store error: {exc}")
+
+    def _apply(self, message: SignedMessage) -> Outcome:
+        record = message.record
+        batch = Batch()
+        if isinstance(record, VideoManifest):
+            try:
+                self._stores.manifests.put(message, pin=None)
+            except Withdrawn:
+                # Known, and withdrawn: keep it in the sync set, never its bytes.
+                self._messages.stage_withdrawn(batch, message.id, record.created_ms)
+                self._stores.kv.write(batch)
+                self._items.add(record.created_ms, message.id)
+                return Outcome(Verdict.IGNORED, reason="withdrawn by its creator")
+        elif isinstance(record, Tombstone):
+            stored = self._stores.manifests.get(record.manifest)
+            self._stores.manifests.withdraw(message)  # raises Reject for another's video
+            if stored is not None:
+                self._messages.stage_withdrawn(batch, stored.id, stored.manifest.created_ms)
+                # Already in the item set, as the manifest it was.
+        else:
+            self._stores.social.apply(message)
+        # A crash before this write leaves the store ahead of the log; the message comes
+        # again by sync, the store calls it known, and this write completes the log.
+        self._messages.stage(batch, message)
+        self._stores.kv.write(batch)
+        self._items.add(record.created_ms, message.id)
+        return Outcome(Verdict.NEW, message)
+
+    def add_own(self, message: SignedMessage) -> None:
+        """Log a message this node made and already stored (publish, follow, ...)."""
+        if self._messages.has(message.id):
+            return
+        batch = Batch()
+        self._messages.stage(batch, message)
+        self._stores.kv.write(batch)
+        self._items.add(message.record.created_ms, message.id)
+        self.counts[Verdict.NEW] += 1
+        for listener in self._listeners:
+            listener(message)

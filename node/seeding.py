@@ -1,0 +1,144 @@
+"""Which videos this node holds, and fetching them from the swarm.
+
+Placement (protocol/placement.py): each video is seeded by the ``replicas`` nodes that
+rank highest for it under rendezvous hashing over the peers this node knows, besides its
+creator and whoever pinned it. When a manifest arrives and this node is one of them, it
+queues the video and fetches it, pinned for SEEDING. ``toktok fetch`` fetches a video
+pinned as WATCHED. Providers are, in order: the node that first gossiped the manifest
+(its creator's, usually), then connected peers in placement order, the likeliest seeders
+first.
+"""
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+import trio
+from libp2p.host.basic_host import BasicHost
+from libp2p.peer.id import ID
+
+from node.peers import PeerBook
+from node.swarm import Progress, SwarmError, SwarmStats, download_rendition
+from protocol.envelope import SignedMessage
+from protocol.kinds import VideoManifest
+from protocol.placement import rank, should_seed
+from storage.chunks import PinReason
+from storage.errors import ManifestError
+from storage.stores import Stores
+
+log = logging.getLogger("toktok.seeding")
+
+QUEUE_MAX = 1024
+ORIGINS_MAX = 10_000
+PROVIDERS_MAX = 16
+
+
+class Seeding:
+    """Queues and runs downloads: placement's, and the owner's."""
+
+    def __init__(
+        self,
+        host: BasicHost,
+        stores: Stores,
+        peers: PeerBook,
+        stats: SwarmStats,
+        *,
+        replicas: int,
+        clock: Callable[[], int],
+    ) -> None:
+        self._host = host
+        self._stores = stores
+        self._peers = peers
+        self._stats = stats
+        self._replicas = replicas
+        self._clock = clock
+        self._origins: OrderedDict[bytes, ID] = OrderedDict()
+        self._queue_send, self._queue = trio.open_memory_channel[bytes](QUEUE_MAX)
+        self.seeded = 0
+        self.failed = 0
+
+    def note_origin(self, mid: bytes, origin: ID) -> None:
+        """Remember who first gossiped manifest ``mid``: it holds the video."""
+        if mid not in self._origins:
+            self._origins[mid] = origin
+            while len(self._origins) > ORIGINS_MAX:
+                self._origins.popitem(last=False)
+
+    def on_message(self, message: SignedMessage) -> None:
+        """An ingest listener: queue manifests this node should seed."""
+        if not isinstance(message.record, VideoManifest):
+            return
+        me = self._host.get_id().to_bytes()
+        candidates = {p.to_bytes() for p in self._candidates()}
+        if should_seed(me, message.id, candidates, self._replicas):
+            try:
+                self._queue_send.send_nowait(message.id)
+            except trio.WouldBlock:
+                log.warning("seeding queue full", extra={"id": message.id.hex()})
+
+    def _candidates(self) -> set[ID]:
+        return set(self._peers.known()) | set(self._host.get_connected_peers())
+
+    def providers(self, mid: bytes) -> list[ID]:
+        """Peers to ask for video ``mid``, likeliest holders first."""
+        out: list[ID] = []
+        origin = self._origins.get(mid)
+        if origin is not None and origin != self._host.get_id():
+            out.append(origin)
+        connected = {p.to_bytes(): p for p in self._host.get_connected_peers()}
+        for key in rank(mid, connected):
+            if connected[key] not in out:
+                out.append(connected[key])
+        return out[:PROVIDERS_MAX]
+
+    async def run(self) -> None:
+        """Fetch queued videos, one at a time (seeding must not crowd out the owner)."""
+        async for mid in self._queue:
+            try:
+                await self.fetch(mid, PinReason.SEEDING)
+                self.seeded += 1
+            except (SwarmError, ManifestError) as exc:
+                self.failed += 1
+                log.info("seeding failed", extra={"id": mid.hex(), "error": str(exc)})
+
+    async def fetch(
+        self, mid: bytes, pin: PinReason, progress: Progress | None = None
+    ) -> VideoManifest:
+        """Fetch every chunk of stored manifest ``mid`` and pin it for ``pin``.
+
+        Raises :class:`ManifestError` when the manifest is not stored, and
+        :class:`~node.swarm.SwarmError` when no reachable peer holds some chunks.
+        """
+        stored = self._stores.manifests.get(mid)
+        if stored is None:
+            raise ManifestError(f"no video {mid.hex()} is known here")
+        manifest = stored.manifest
+        # Pinned before and after: chunks held now are kept while the rest arrive (the
+        # download pins each new chunk as it stores it).
+        self._stores.manifests.pin_video(mid, pin)
+        total = sum(r.init.size + sum(s.size for s in r.segments) for r in manifest.renditions)
+        done_before = 0
+        for rendition in manifest.renditions:
+            size = rendition.init.size + sum(s.size for s in rendition.segments)
+
+            def step(held: int, _total: int, base: int = done_before) -> None:
+                if progress is not None:
+                    progress(min(base + held, total), total)
+
+            await download_rendition(
+                self._host,
+                self._stores.chunks,
+                manifest,
+                rendition.name,
+                self.providers(mid),
+                pin=pin,
+                stats=self._stats,
+                offend=self._offend,
+                progress=step,
+            )
+            done_before += size
+        self._stores.manifests.pin_video(mid, pin)
+        return manifest
+
+    async def _offend(self, peer: ID, reason: str) -> None:
+        await self._peers.offend(peer, reason, self._clock())
