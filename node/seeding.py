@@ -29,6 +29,7 @@ from storage.stores import Stores
 log = logging.getLogger("toktok.seeding")
 
 QUEUE_MAX = 1024
+UNDECIDED_MAX = 8192
 ORIGINS_MAX = 10_000
 PROVIDERS_MAX = 16
 
@@ -54,6 +55,7 @@ class Seeding:
         self._clock = clock
         self._origins: OrderedDict[bytes, ID] = OrderedDict()
         self._queue_send, self._queue = trio.open_memory_channel[bytes](QUEUE_MAX)
+        self._undecided_send, self._undecided = trio.open_memory_channel[bytes](UNDECIDED_MAX)
         self.seeded = 0
         self.failed = 0
 
@@ -65,16 +67,25 @@ class Seeding:
                 self._origins.popitem(last=False)
 
     def on_message(self, message: SignedMessage) -> None:
-        """An ingest listener: queue manifests this node should seed."""
+        """An ingest listener: consider each new manifest for seeding."""
         if not isinstance(message.record, VideoManifest):
             return
-        me = self._host.get_id().to_bytes()
-        candidates = {p.to_bytes() for p in self._candidates()}
-        if should_seed(me, message.id, candidates, self._replicas):
-            try:
-                self._queue_send.send_nowait(message.id)
-            except trio.WouldBlock:
-                log.warning("seeding queue full", extra={"id": message.id.hex()})
+        try:
+            self._undecided_send.send_nowait(message.id)
+        except trio.WouldBlock:
+            log.warning("seeding backlog full", extra={"id": message.id.hex()})
+
+    async def _decide(self) -> None:
+        # Decided in a task of its own, after the gossip validator that brought the
+        # manifest has noted its origin: the creator's node is not one of the R seeders.
+        async for mid in self._undecided:
+            me = self._host.get_id()
+            candidates = {p.to_bytes() for p in self._candidates() - {self._origins.get(mid)}}
+            if should_seed(me.to_bytes(), mid, candidates, self._replicas):
+                try:
+                    self._queue_send.send_nowait(mid)
+                except trio.WouldBlock:
+                    log.warning("seeding queue full", extra={"id": mid.hex()})
 
     def _candidates(self) -> set[ID]:
         return set(self._peers.known()) | set(self._host.get_connected_peers())
@@ -92,7 +103,13 @@ class Seeding:
         return out[:PROVIDERS_MAX]
 
     async def run(self) -> None:
-        """Fetch queued videos, one at a time (seeding must not crowd out the owner)."""
+        """Decide what to seed, and fetch it one video at a time (seeding must not crowd
+        out the owner)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._decide)
+            await self._fetch_queued()
+
+    async def _fetch_queued(self) -> None:
         async for mid in self._queue:
             try:
                 await self.fetch(mid, PinReason.SEEDING)

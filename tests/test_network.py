@@ -85,6 +85,12 @@ def test_five_nodes_publish_everywhere_then_fetch(tmp_path: Path, sample: Path) 
         assert status["ingest"]["rejected"] == 0
 
 
+def connected(nodes: list[NodeProc]) -> None:
+    """Wait until every node is connected to every other (peer exchange at work)."""
+    for node in nodes:
+        wait_for(partial(peer_count_at_least, node, len(nodes) - 1), timeout_s=30, what="peers")
+
+
 def seeders_of(nodes: list[NodeProc], video_id: str) -> list[NodeProc]:
     return [n for n in nodes if chunks_complete(n, video_id)]
 
@@ -93,6 +99,7 @@ def test_a_corrupting_peer_is_penalised_and_the_download_completes(
     tmp_path: Path, sample: Path
 ) -> None:
     with network(tmp_path, 4, replicas=1) as nodes:
+        connected(nodes)
         creator = nodes[1]
         video_id = publish(creator, sample)
         for node in nodes:
@@ -118,6 +125,7 @@ def test_a_seeder_killed_mid_download_leaves_the_others_to_finish(
 ) -> None:
     # Every node serves at most 256 KiB/s, so the download takes long enough to be cut.
     with network(tmp_path, 5, replicas=2, upload_kib_per_s=256) as nodes:
+        connected(nodes)
         video_id = publish(nodes[1], sample)
         wait_for(lambda: len(seeders_of(nodes, video_id)) >= 3, timeout_s=60, what="seeding")
         holders = seeders_of(nodes, video_id)
