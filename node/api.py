@@ -137,6 +137,19 @@ def install_routes(server: ControlServer, node: Node) -> None:
             raise ControlError("id: a message id in hex") from exc
         return {"held": node.messages.has(mid)}
 
+    async def arrivals(params: dict[str, Any]) -> dict[str, Any]:
+        """When each of the given messages (hex ids, at most 1000) was applied here."""
+        ids = params.get("ids")
+        if not isinstance(ids, list) or len(ids) > 1000:
+            raise ControlError("ids: a list of at most 1000 hex message ids")
+        out: dict[str, int | None] = {}
+        for text in ids:
+            try:
+                out[text] = node.ingest.arrivals.get(bytes.fromhex(text))
+            except (ValueError, TypeError) as exc:
+                raise ControlError(f"not a hex message id: {text!r}") from exc
+        return {"arrivals": out}
+
     async def submit(params: dict[str, Any]) -> dict[str, Any]:
         """A message signed elsewhere (a client holding its own key): check, store, gossip."""
         try:
@@ -169,6 +182,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
     server.route("unfollow", unfollow)
     server.route("following", following)
     server.route("message", message)
+    server.route("arrivals", arrivals)
     server.route("submit", submit)
     server.route("publish", publish)
     server.route("fetch", fetch)
@@ -199,7 +213,7 @@ async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dic
         raise ControlError(str(exc)) from exc
     message = seal(key, record)
     node.stores.social.apply(message)
-    node.ingest.add_own(message)
+    node.ingest.add_own(message, wall_ms())
     node.gossip.publish(message.raw, message.kind)
     return {"id": message.id.hex(), "following": following}
 
@@ -245,7 +259,7 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
             except (VideoError, ProtocolError, StoreError, OSError) as exc:
                 await send.send({"error": str(exc)})
                 return
-            node.ingest.add_own(message)
+            node.ingest.add_own(message, wall_ms())
             node.gossip.publish(message.raw, message.kind)
             stored = node.stores.manifests.get(message.id)
             assert stored is not None

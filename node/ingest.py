@@ -9,6 +9,7 @@ before any signature is checked, so duplicates from many peers cost one hash eac
 
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ class Outcome:
 Listener = Callable[[SignedMessage], None]
 
 
+ARRIVALS_MAX = 10_000
+"""Recent messages whose arrival time is kept, for measuring propagation."""
+
+
 class Ingest:
     """Validates messages and applies them to the stores and the message log."""
 
@@ -51,6 +56,8 @@ class Ingest:
         self._messages = messages
         self._items = items
         self._listeners: list[Listener] = []
+        self.arrivals: OrderedDict[bytes, int] = OrderedDict()
+        """Message id -> wall-clock ms when it was applied here, the most recent few."""
         self.counts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
 
     def listen(self, listener: Listener) -> None:
@@ -63,9 +70,15 @@ class Ingest:
         self.counts[outcome.verdict] += 1
         if outcome.verdict is Verdict.NEW:
             assert outcome.message is not None
+            self._arrived(outcome.message.id, now_ms)
             for listener in self._listeners:
                 listener(outcome.message)
         return outcome
+
+    def _arrived(self, mid: bytes, now_ms: int) -> None:
+        self.arrivals[mid] = now_ms
+        while len(self.arrivals) > ARRIVALS_MAX:
+            self.arrivals.popitem(last=False)
 
     def _offer(self, raw: bytes, now_ms: int) -> Outcome:
         if self._messages.has(message_id(raw)):
@@ -109,7 +122,7 @@ class Ingest:
         self._items.add(record.created_ms, message.id)
         return Outcome(Verdict.NEW, message)
 
-    def add_own(self, message: SignedMessage) -> None:
+    def add_own(self, message: SignedMessage, now_ms: int) -> None:
         """Log a message this node made and already stored (publish, follow, ...)."""
         if self._messages.has(message.id):
             return
@@ -117,6 +130,7 @@ class Ingest:
         self._messages.stage(batch, message)
         self._stores.kv.write(batch)
         self._items.add(message.record.created_ms, message.id)
+        self._arrived(message.id, now_ms)
         self.counts[Verdict.NEW] += 1
         for listener in self._listeners:
             listener(message)
