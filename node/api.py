@@ -78,6 +78,9 @@ def install_routes(server: ControlServer, node: Node) -> None:
             "seeded": node.seeding.seeded,
             "ingest": {v.value: n for v, n in node.ingest.counts.items()},
             "chunks_served": node.swarm_stats.chunks_served,
+            "dht_provided": node.providers.provided,
+            "dht_found": node.providers.found,
+            "dht_routing_table": node.providers.dht.get_routing_table_size(),
             "offences": node.peers.offences,
             "bans": node.peers.bans,
             "chunks_fetched": node.swarm_stats.chunks_fetched,
@@ -261,6 +264,7 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
                 return
             node.ingest.add_own(message, wall_ms())
             node.gossip.publish(message.raw, message.kind)
+            node.nursery.start_soon(node.providers.provide, message.id)
             stored = node.stores.manifests.get(message.id)
             assert stored is not None
             await send.send({"result": {"id": message.id.hex(), "video": manifest_json(stored)}})

@@ -45,12 +45,16 @@ class NodeConfig:
     """Loopback port of the control interface; 0 picks a free one (see HOME/run/)."""
     metrics_port: int = 0
     """Loopback port of the Prometheus endpoint; 0 serves /metrics on the control port."""
+    peers_target: int = 8
+    """Connections the node dials known peers for while it has fewer."""
     quota_mb: int = 10 * 1024
     replicas: int = 3
     """Nodes that seed each video, chosen by rendezvous hashing."""
     upload_kib_per_s: int = 0
     """Cap on the bytes per second this node serves to peers; 0: no cap."""
     sync_interval_s: int = 30
+    dht_server: bool = True
+    """Store DHT records for others; a node others cannot dial should say false."""
     bootstrap_role: bool = False
     """Run as a bootstrap node: DHT server and peer exchange for newcomers."""
     gossip: GossipConfig = field(default_factory=GossipConfig)
@@ -75,7 +79,7 @@ class NodeConfig:
                 raise ConfigError(f"{name}: a port number, 0 to 65535")
         if self.upload_kib_per_s < 0:
             raise ConfigError("upload_kib_per_s: 0 (no cap) or more")
-        for name in ("quota_mb", "replicas", "sync_interval_s"):
+        for name in ("quota_mb", "replicas", "sync_interval_s", "peers_target"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: at least 1")
         g = self.gossip

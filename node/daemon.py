@@ -34,6 +34,7 @@ from node.home import Home
 from node.ingest import Ingest, Verdict
 from node.peers import PeerBook
 from node.pex import ANSWER_BYTES_MAX, PEX_PROTOCOL, decode_peers, encode_peers
+from node.providers import Providers
 from node.seeding import Seeding
 from node.swarm import CHUNK_PROTOCOL, ChunkServer, SwarmStats, UploadLimit
 from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
@@ -46,12 +47,14 @@ from storage.stores import Stores
 log = logging.getLogger("toktok.node")
 
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
-PEERS_TARGET = 8
-"""Connections the dialer keeps, from known peers, when it has fewer."""
 DIAL_INTERVAL_S = 1.0
 PEX_INTERVAL_S = 5.0
 CONNECTED_QUEUE_MAX = 256
 SYNC_SESSION_S = 60
+ANNOUNCE_DELAY_S = 2.0
+ANNOUNCE_INTERVAL_S = 6 * 3600
+ANNOUNCE_MAX = 10_000
+"""Videos announced per round; the rest wait (a node seeds far fewer)."""
 
 
 def key_pair_from_seed(seed: bytes):  # type: ignore[no-untyped-def]
@@ -126,6 +129,7 @@ class Node:
         self.swarm_stats = SwarmStats()
         self._upload_kib_per_s = config.upload_kib_per_s
         self.chunk_server = ChunkServer(stores.chunks, self.swarm_stats)
+        self.providers = Providers(self.host, server=config.dht_server or config.bootstrap_role)
         self.seeding = Seeding(
             self.host,
             stores,
@@ -133,6 +137,7 @@ class Node:
             self.swarm_stats,
             replicas=config.replicas,
             clock=wall_ms,
+            providers=self.providers,
         )
         self.ingest.listen(self.seeding.on_message)
         self.gossip = GossipService(
@@ -164,6 +169,7 @@ class Node:
             self.host.run(self.listen_addrs),
             background_trio_service(self.pubsub),
             background_trio_service(self.gossipsub),
+            background_trio_service(self.providers.dht),
         ):
             await self.pubsub.wait_until_ready()
             async with trio.open_nursery() as nursery:
@@ -178,6 +184,7 @@ class Node:
                 nursery.start_soon(self._dialer)
                 nursery.start_soon(self._syncer)
                 nursery.start_soon(self.seeding.run)
+                nursery.start_soon(self._announce_held)
                 self.started.set()
                 task_status.started()
                 log.info("node running", extra={"peer": str(self.peer_id), "addrs": self.addrs()})
@@ -209,7 +216,7 @@ class Node:
         return info.peer_id
 
     async def _dialer(self) -> None:
-        """Join through the bootstrap list, then keep PEERS_TARGET connections."""
+        """Join through the bootstrap list, then dial known peers while below peers_target."""
         for addr in self.config.bootstrap:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
             self.peers.learn(info.peer_id, (addr,), wall_ms())
@@ -221,11 +228,12 @@ class Node:
                 # Ask newcomers at once, and everyone again now and then while short of
                 # peers: a bootstrap node knows more as the network grows.
                 if peer not in asked or (
-                    len(connected) < PEERS_TARGET and now - asked[peer] >= PEX_INTERVAL_S
+                    len(connected) < self.config.peers_target
+                    and now - asked[peer] >= PEX_INTERVAL_S
                 ):
                     asked[peer] = now
                     await self._ask_peers(peer)
-            if len(connected) < PEERS_TARGET:
+            if len(connected) < self.config.peers_target:
                 await self._dial_known(connected)
             asked = {p: t for p, t in asked.items() if p in connected}
             await trio.sleep(DIAL_INTERVAL_S)
@@ -241,7 +249,7 @@ class Node:
                 log.debug("dial failed", extra={"peer": str(peer), "error": repr(exc)})
                 continue
             connected.add(peer)
-            if len(connected) >= PEERS_TARGET:
+            if len(connected) >= self.config.peers_target:
                 return
 
     async def _ask_peers(self, peer: ID) -> None:
@@ -282,6 +290,24 @@ class Node:
         except Exception as exc:  # the asker left
             log.debug("peer exchange answer failed", extra={"error": repr(exc)})
 
+    async def _announce_held(self) -> None:
+        """Announce in the DHT, once peers are there, every video held whole here, and
+        again every ANNOUNCE_INTERVAL_S (provider records expire)."""
+        while True:
+            while not self.host.get_connected_peers():
+                await trio.sleep(1)
+            await trio.sleep(ANNOUNCE_DELAY_S)  # let the first syncs fill the routing table
+            announced = 0
+            for mid in list(self.stores.manifests.ids()):
+                stored = self.stores.manifests.get(mid)
+                if stored is None or self.stores.manifests.missing_chunks(stored.manifest):
+                    continue
+                await self.providers.provide(mid)
+                announced += 1
+                if announced >= ANNOUNCE_MAX:
+                    break
+            await trio.sleep(ANNOUNCE_INTERVAL_S)
+
     # -- sync ------------------------------------------------------------------------
 
     async def _syncer(self) -> None:
@@ -301,6 +327,7 @@ class Node:
             if self.peers.is_banned(peer, wall_ms()):
                 await self._cut_off(peer)
                 continue
+            await self.providers.add_peer(peer)
             await self.sync_with(peer)
 
     async def sync_with(self, peer: ID) -> int:

@@ -18,6 +18,7 @@ from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
 
 from node.peers import PeerBook
+from node.providers import Providers
 from node.swarm import Progress, SwarmError, SwarmStats, download_rendition
 from protocol.envelope import SignedMessage
 from protocol.kinds import VideoManifest
@@ -46,6 +47,7 @@ class Seeding:
         *,
         replicas: int,
         clock: Callable[[], int],
+        providers: Providers | None = None,
     ) -> None:
         self._host = host
         self._stores = stores
@@ -53,6 +55,7 @@ class Seeding:
         self._stats = stats
         self._replicas = replicas
         self._clock = clock
+        self._dht = providers
         self._origins: OrderedDict[bytes, ID] = OrderedDict()
         self._queue_send, self._queue = trio.open_memory_channel[bytes](QUEUE_MAX)
         self._undecided_send, self._undecided = trio.open_memory_channel[bytes](UNDECIDED_MAX)
@@ -90,12 +93,15 @@ class Seeding:
     def _candidates(self) -> set[ID]:
         return set(self._peers.known()) | set(self._host.get_connected_peers())
 
-    def providers(self, mid: bytes) -> list[ID]:
-        """Peers to ask for video ``mid``, likeliest holders first."""
+    async def providers(self, mid: bytes) -> list[ID]:
+        """Peers to ask for video ``mid``, likeliest holders first: its gossip origin,
+        those announcing it in the DHT, then connected peers in placement order."""
         out: list[ID] = []
         origin = self._origins.get(mid)
         if origin is not None and origin != self._host.get_id():
             out.append(origin)
+        if self._dht is not None:
+            out += [p for p in await self._dht.find(mid) if p not in out]
         connected = {p.to_bytes(): p for p in self._host.get_connected_peers()}
         for key in rank(mid, connected):
             if connected[key] not in out:
@@ -147,7 +153,7 @@ class Seeding:
                 self._stores.chunks,
                 manifest,
                 rendition.name,
-                self.providers(mid),
+                await self.providers(mid),
                 pin=pin,
                 stats=self._stats,
                 offend=self._offend,
@@ -155,6 +161,8 @@ class Seeding:
             )
             done_before += size
         self._stores.manifests.pin_video(mid, pin)
+        if self._dht is not None:
+            await self._dht.provide(mid)
         return manifest
 
     async def _offend(self, peer: ID, reason: str) -> None:

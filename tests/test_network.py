@@ -180,3 +180,19 @@ def test_a_node_offline_catches_up_by_sync(tmp_path: Path) -> None:
         wait_for(lambda: restarted.status()["messages"] >= 200, timeout_s=30, what="catch-up")
         for message in messages[:5] + messages[-5:]:
             assert holds_message(restarted, message.id)
+
+
+def test_a_node_finds_holders_it_is_not_connected_to_through_the_dht(
+    tmp_path: Path, sample: Path
+) -> None:
+    # Each node dials only its bootstrap node, so the fetcher has no link to the holders.
+    with network(tmp_path, 4, replicas=1, peers_target=1) as nodes:
+        for node in nodes[1:]:
+            wait_for(partial(peer_count_at_least, node, 1), timeout_s=20, what="bootstrap")
+        creator, fetcher = nodes[1], nodes[3]
+        video_id = publish(creator, sample)
+        wait_for(partial(holds_video, fetcher, video_id), timeout_s=20, what="the manifest")
+        wait_for(lambda: creator.status()["dht_provided"] >= 1, timeout_s=30, what="announce")
+        toktok(fetcher.home, "fetch", video_id)
+        assert chunks_complete(fetcher, video_id)
+        assert fetcher.status()["dht_found"] >= 1
