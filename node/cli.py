@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from node import clinode
+from node import clinode, devnet
 from node.clinode import RemoteError, add_run_flags, call, require_node, running_node
 from node.config import NodeConfig, write_config
 from node.home import Home, HomeError, default_account, unlock_account
@@ -37,6 +38,7 @@ from storage.messages import MessageLog
 from storage.stores import Stores
 
 PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
+COMMANDS_GROUP = "toktok.commands"
 HOME_ENV = "TOKTOK_HOME"
 PASSPHRASE_LEN_MIN = 8
 
@@ -308,8 +310,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bootstrap_run(args: argparse.Namespace) -> int:
-    return clinode.cmd_node_run(args, bootstrap_role=True)
+def cmd_devnet(args: argparse.Namespace) -> int:
+    options = devnet.DevnetOptions(
+        nodes=args.nodes,
+        directory=args.dir,
+        base_port=args.base_port,
+        sample=args.sample,
+        passphrase=os.environ.get(PASSPHRASE_ENV),
+        log_level=args.log_level,
+    )
+    try:
+        return devnet.run(options)
+    except devnet.DevnetError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -478,15 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="the running node's state and counters")
     p.set_defaults(func=cmd_status)
 
-    for role, func, text in (
-        ("node", clinode.cmd_node_run, "run a node until interrupted"),
-        ("bootstrap", cmd_bootstrap_run, "run a bootstrap node until interrupted"),
-    ):
-        p = sub.add_parser(role, help=text)
-        roles = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-        r = roles.add_parser("run", help=text)
-        add_run_flags(r)
-        r.set_defaults(func=func)
+    p = sub.add_parser("node", help="run a node until interrupted")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = actions.add_parser("run", help="run a node until interrupted")
+    add_run_flags(r)
+    r.set_defaults(func=clinode.cmd_node_run)
+
+    # Commands of the layers above node/ (bootstrap/, simulation/) plug in here.
+    for entry in entry_points(group=COMMANDS_GROUP):
+        entry.load()(sub)
     return parser
 
 

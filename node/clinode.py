@@ -62,7 +62,7 @@ def stream(
     raise RemoteError(f"the node ended '{name}' without a result")
 
 
-def node_config(args: argparse.Namespace, **extra: Any) -> NodeConfig:
+def node_config(args: argparse.Namespace) -> NodeConfig:
     home = Path(args.home).expanduser()
     try:
         config = load_config(home)
@@ -72,17 +72,24 @@ def node_config(args: argparse.Namespace, **extra: Any) -> NodeConfig:
             control_port=args.control_port,
             metrics_port=args.metrics_port,
             upload_kib_per_s=args.upload_kib_per_s,
-            **extra,
         )
     except ConfigError as exc:
         raise RemoteError(str(exc)) from exc
 
 
-def cmd_node_run(args: argparse.Namespace, **extra: Any) -> int:
+def cmd_node_run(
+    args: argparse.Namespace, adjust: Callable[[NodeConfig], NodeConfig] | None = None
+) -> int:
+    """Run a node with the home's config, the flags, then ``adjust`` (a role's settings)."""
     home = Home(args.home)
     if running_node(home.path) is not None:
         raise RemoteError(f"a node is already running over {home.path}")
-    config = node_config(args, **extra)
+    config = node_config(args)
+    if adjust is not None:
+        try:
+            config = adjust(config)
+        except ConfigError as exc:
+            raise RemoteError(str(exc)) from exc
 
     def ready(node: Any) -> None:
         # One JSON line on stdout: scripts (and devnet) read the node's addresses here.

@@ -284,6 +284,12 @@ class Node:
             addrs = [_with_peer_id(a, peer) for a in known if _dialable(a)]
             listing.append((peer, addrs))
         random.shuffle(listing)
+        if self.config.bootstrap_role:
+            # Newcomers ask bootstrap nodes first: tell them of peers heard of, too (the
+            # connected ones first, as they are known to be up).
+            listed = {peer for peer, _ in listing} | {asker}
+            heard = [(p, list(a)) for p, a in self.peers.known().items() if p not in listed]
+            listing += reversed(heard)  # the most recently heard of first
         try:
             await stream.write(encode_peers(listing))
             await stream.close()

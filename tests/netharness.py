@@ -81,9 +81,11 @@ def start_node(
     bootstrap: list[str] = (),  # type: ignore[assignment]
     extra: list[str] = (),  # type: ignore[assignment]
     env: dict[str, str] | None = None,
+    role: str = "node",
 ) -> NodeProc:
-    """Start a node over ``home`` listening on a free loopback port; wait until it runs."""
-    args = [sys.executable, "-m", "node.cli", "--home", str(home), "node", "run"]
+    """Start a node (``role`` node or bootstrap) over ``home`` listening on a free loopback
+    port; wait until it runs."""
+    args = [sys.executable, "-m", "node.cli", "--home", str(home), role, "run"]
     args += ["--listen", "/ip4/127.0.0.1/tcp/0"]
     for addr in bootstrap:
         args += ["--bootstrap", addr]
@@ -139,11 +141,11 @@ def wait_for(
 def network(
     root: Path, count: int, *, env: dict[str, str] | None = None, **settings: Any
 ) -> Iterator[list[NodeProc]]:
-    """``count`` nodes with ``settings``, the first the others' bootstrap node; all stopped
-    at the end."""
+    """``count`` nodes with ``settings``, the first a bootstrap node the others join
+    through; all stopped at the end."""
     nodes: list[NodeProc] = []
     try:
-        first = start_node(init_home(root / "n0", **settings), env=env)
+        first = start_node(init_home(root / "n0", **settings), env=env, role="bootstrap")
         nodes.append(first)
         for i in range(1, count):
             home = init_home(root / f"n{i}", **settings)
