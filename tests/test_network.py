@@ -2,14 +2,17 @@
 
 import base64
 import json
+import signal
 import subprocess
 import sys
+import urllib.request
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from node.home import Home
 from protocol.envelope import SignedMessage, seal
 from protocol.kinds import Follow
 from tests.cli_helpers import toktok, toktok_env
@@ -196,3 +199,18 @@ def test_a_node_finds_holders_it_is_not_connected_to_through_the_dht(
         toktok(fetcher.home, "fetch", video_id)
         assert chunks_complete(fetcher, video_id)
         assert fetcher.status()["dht_found"] >= 1
+
+
+def test_metrics_on_loopback_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as nodes:
+        node = nodes[1]
+        wait_for(partial(peer_count_at_least, node, 1), timeout_s=20, what="a peer")
+        port = node.client().info.metrics_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        assert "\ntoktok_peers 1\n" in f"\n{text}", text
+        assert "toktok_gossip_in_total" in text and "toktok_store_bytes" in text
+        assert node.stop(signal.SIGTERM) == 0
+        assert not (node.home / "run" / "control.json").exists()
+        with Home(node.home).open() as stores:  # no lock left, nothing to recover
+            assert stores.chunks.audit() == []
