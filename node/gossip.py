@@ -170,12 +170,12 @@ class GossipService:
 
 def _take_batch(queue: list[bytes]) -> list[bytes]:
     """Remove and return the longest prefix of ``queue`` that fits one batch."""
-    count = 1
-    while count < min(len(queue), BATCH_ITEMS_MAX):
-        sizes = [len(raw) for raw in queue[: count + 1]]
-        if batch_bytes(sizes) > BATCH_BYTES_MAX:
+    count, size = 0, 3  # an array header of BATCH_ITEMS_MAX items takes at most 3 bytes
+    for raw in queue[:BATCH_ITEMS_MAX]:
+        grown = size + batch_bytes([len(raw)]) - batch_bytes([])  # one more bin
+        if count and grown > BATCH_BYTES_MAX:
             break
-        count += 1
+        count, size = count + 1, grown
     batch = queue[:count]
     del queue[:count]
     return batch

@@ -110,7 +110,9 @@ class ManifestStore:
             batch.put(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid), b"")
             if pin is not None:
                 self._chunks.pin(cid, pin, batch=batch)
-        self._kv.write(batch, sync=True)
+        # A video published here waits for the disk; one from the network need not: lost
+        # in a crash, it comes back by sync.
+        self._kv.write(batch, sync=pin is not None)
         return True
 
     def missing_chunks(self, manifest: VideoManifest) -> list[bytes]:
