@@ -33,6 +33,11 @@ QUEUE_MAX = 1024
 UNDECIDED_MAX = 8192
 ORIGINS_MAX = 10_000
 PROVIDERS_MAX = 16
+STALL_MS = 15_000
+"""How long a download waits with nothing to ask of anyone before it fails."""
+SEEDING_STALL_MS = 5_000
+"""The same for placement's downloads: the next video in the queue should not wait long
+behind one nobody reachable holds."""
 
 
 class Seeding:
@@ -118,14 +123,19 @@ class Seeding:
     async def _fetch_queued(self) -> None:
         async for mid in self._queue:
             try:
-                await self.fetch(mid, PinReason.SEEDING)
+                await self.fetch(mid, PinReason.SEEDING, stall_ms=SEEDING_STALL_MS)
                 self.seeded += 1
             except (SwarmError, ManifestError) as exc:
                 self.failed += 1
                 log.info("seeding failed", extra={"id": mid.hex(), "error": str(exc)})
 
     async def fetch(
-        self, mid: bytes, pin: PinReason, progress: Progress | None = None
+        self,
+        mid: bytes,
+        pin: PinReason,
+        progress: Progress | None = None,
+        *,
+        stall_ms: int = STALL_MS,
     ) -> VideoManifest:
         """Fetch every chunk of stored manifest ``mid`` and pin it for ``pin``.
 
@@ -155,6 +165,7 @@ class Seeding:
                 rendition.name,
                 await self.providers(mid),
                 pin=pin,
+                stall_ms=stall_ms,
                 stats=self._stats,
                 offend=self._offend,
                 progress=step,
