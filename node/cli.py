@@ -497,6 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(r)
     r.set_defaults(func=clinode.cmd_node_run)
 
+    p = sub.add_parser("devnet", help="run a local test network until interrupted")
+    p.add_argument("--nodes", type=int, default=4, help="how many nodes (default 4)")
+    p.add_argument("--sample", action="store_true", help="publish a sample video on n1")
+    p.add_argument("--base-port", type=int, default=None, help="ports P, P+1... (default: free)")
+    p.add_argument("--dir", type=Path, default=Path("devnet"), help="where the homes live")
+    p.set_defaults(func=cmd_devnet)
+
     # Commands of the layers above node/ (bootstrap/, simulation/) plug in here.
     for entry in entry_points(group=COMMANDS_GROUP):
         entry.load()(sub)

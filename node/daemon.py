@@ -41,6 +41,7 @@ from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.sync import NodeItemSet, SyncLimits, run_sync
 from protocol.errors import DecodeError
 from protocol.gossipwire import gossip_message_id
+from storage.errors import StoreError
 from storage.messages import MessageLog
 from storage.stores import Stores
 
@@ -305,7 +306,11 @@ class Node:
             await trio.sleep(ANNOUNCE_DELAY_S)  # let the first syncs fill the routing table
             announced = 0
             for mid in list(self.stores.manifests.ids()):
-                stored = self.stores.manifests.get(mid)
+                try:
+                    stored = self.stores.manifests.get(mid)
+                except StoreError as exc:  # damaged: `toktok verify` reports it
+                    log.warning("cannot read a manifest", extra={"error": str(exc)})
+                    continue
                 if stored is None or self.stores.manifests.missing_chunks(stored.manifest):
                     continue
                 await self.providers.provide(mid)

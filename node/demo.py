@@ -1,20 +1,31 @@
-"""``make demo``: a fresh node home, a sample video published, shown, exported and verified.
+"""``make demo``: a local network of four nodes with a sample video, until Ctrl-C.
 
-Until the network lands this shows the single-node half: ingest, signed manifest, chunk
-store, export and integrity check, all through the ``toktok`` command.
+It runs ``toktok devnet --nodes 4 --sample`` (node/devnet.py) in a fresh demo home: n1 is
+the bootstrap node and publishes a 10 s sample video, n2 to n4 join through it, learn of
+each other by peer exchange and receive the manifest by gossip; placement then has them
+seed the video. Once the network is up the demo shows, through the nodes' control
+interfaces (a running node holds its store, so nothing else opens it), what n2 is
+connected to, n3 fetching the video and what n3 then holds, and prints what to try and
+how to stop.
+
+The demo home (default ``.demo-home``) is deleted and made again on every run, but only
+when an earlier run marked it as its own (:data:`DEMO_MARKER`): ``make demo
+HOME_DEMO=~`` must not wipe a home directory. The homes stay after Ctrl-C, for
+``toktok --home .demo-home/devnet/n2 videos`` and the like; ``make clean`` deletes them.
 """
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from node import devnet
 from node.cli import main as toktok
 
-DEMO_PASSPHRASE = "demo passphrase"
 DEMO_MARKER = ".toktok-demo"
 """A file the demo writes into its home, so a later run knows the directory is its own."""
+DEMO_NODES = 4
+DEVNET_DIR = "devnet"
 
 
 class NotADemoHome(Exception):
@@ -42,45 +53,51 @@ def fresh_home(path: Path) -> None:
     (path / DEMO_MARKER).write_text("made by 'make demo'; deleted by its next run\n")
 
 
-def run(*argv: str) -> None:
-    print(f"\n$ toktok {' '.join(argv)}", flush=True)
+def show(*argv: str) -> None:
+    """Run one toktok command in this process, echoed as a user would type it."""
+    print(f"\n$ {devnet.toktok_command()} {' '.join(argv)}", flush=True)
     status = toktok(list(argv))
     if status != 0:
-        sys.exit(f"demo step failed with status {status}: toktok {' '.join(argv)}")
+        print(f"(exit status {status})", flush=True)
+
+
+def tour(nodes: list[devnet.DevnetNode], video: str | None) -> None:
+    """What the demo shows once the network is up: n2's peers, then n3 downloads the video
+    from the others and lists what it holds."""
+    second, third = (str(devnet.relative(n.home)) for n in nodes[1:3])
+    show("--home", second, "peers")
+    if video is not None:
+        show("--home", third, "fetch", video[:16])
+    show("--home", third, "videos")
+    print(flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=Path(".demo-home"))
-    parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     try:
         fresh_home(args.home)
     except (NotADemoHome, OSError) as exc:
         sys.exit(f"demo: {exc}")
-    os.environ.setdefault("TOKTOK_PASSPHRASE", DEMO_PASSPHRASE)
-    home = str(args.home / "node")
-    sample = str(args.home / "sample.mp4")
-    exported = str(args.home / "exported-360p.mp4")
-    run("--home", home, "init", "--name", "creator")
-    run("--home", home, "sample", sample, "--seconds", str(args.seconds), "--height", "720")
-    run("--home", home, "publish", sample, "--title", "A first toktok", "--tag", "demo")
-    run("--home", home, "videos")
-    video_id = _latest_id(home)
-    run("--home", home, "show", video_id)
-    run("--home", home, "export", video_id, exported, "--rendition", "360p")
-    run("--home", home, "verify")
-    print(f"\ndemo home: {args.home.resolve()} (exported video: {exported})")
-
-
-def _latest_id(home: str) -> str:
-    from node.home import Home
-
-    with Home(Path(home)).open() as stores:
-        latest = stores.manifests.recent(limit=1)
-    if not latest:
-        sys.exit("demo: the published video is missing")
-    return latest[0].id.hex()
+    options = devnet.DevnetOptions(
+        nodes=DEMO_NODES,
+        directory=args.home / DEVNET_DIR,
+        sample=True,
+        passphrase=devnet.passphrase_from_env(),
+        json_lines=False,
+    )
+    try:
+        status = devnet.run(options, on_ready=tour)
+    except devnet.DevnetError as exc:
+        sys.exit(f"demo: {exc}")
+    homes = devnet.relative(args.home / DEVNET_DIR)
+    print(
+        f"\nThe node homes stay in {homes}: 'toktok --home {homes}/n2 videos' reads one "
+        "offline; 'make demo' starts afresh, 'make clean' deletes them.",
+        file=sys.stderr,
+    )
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,11 @@ class GossipService:
                 return True  # our own publish: stored and logged before it was queued
             self.batches_in += 1
             self.bytes_in += len(msg.data)
-            verdict, reason = self._check(msg.data, kinds, ID(msg.from_id))
+            try:
+                verdict, reason = self._check(msg.data, kinds, ID(msg.from_id))
+            except Exception:  # a bug of ours: drop the batch, keep the node (logged)
+                log.exception("gossip validation failed")
+                return False
             if verdict is Verdict.REJECTED:
                 self._offenders.append((forwarder, reason))
                 self._offence.set()

@@ -24,7 +24,7 @@ from protocol.envelope import SignedMessage
 from protocol.kinds import VideoManifest
 from protocol.placement import rank, should_seed
 from storage.chunks import PinReason
-from storage.errors import ManifestError
+from storage.errors import ManifestError, StoreError
 from storage.stores import Stores
 
 log = logging.getLogger("toktok.seeding")
@@ -125,7 +125,7 @@ class Seeding:
             try:
                 await self.fetch(mid, PinReason.SEEDING, stall_ms=SEEDING_STALL_MS)
                 self.seeded += 1
-            except (SwarmError, ManifestError) as exc:
+            except (SwarmError, StoreError) as exc:  # ManifestError is a StoreError
                 self.failed += 1
                 log.info("seeding failed", extra={"id": mid.hex(), "error": str(exc)})
 
