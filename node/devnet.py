@@ -318,7 +318,7 @@ def run(options: DevnetOptions, *, on_ready: ReadyHook | None = None) -> int:
                 _step(f"{died.name} ended on its own ({code}); see {died.log}")
                 status = 1
         except Interrupted as exc:
-            _step(f"{exc} while starting: stopping the {len(nodes)} nodes started")
+            _step(f"{exc} while starting: stopping the {_count(len(nodes))} started")
             status = 130
         finally:
             if nodes:
@@ -326,6 +326,10 @@ def run(options: DevnetOptions, *, on_ready: ReadyHook | None = None) -> int:
                 if not all(r.clean for r in results) and status == 0:
                     status = 1
     return status
+
+
+def _count(nodes: int) -> str:
+    return f"{nodes} node" if nodes == 1 else f"{nodes} nodes"
 
 
 def _homes_text(reused: list[str], made: list[str]) -> str:
@@ -578,7 +582,7 @@ def _stop_all(nodes: list[DevnetNode], signals: Signals, json_lines: bool) -> li
         with contextlib.suppress(ProcessLookupError):
             node.proc.send_signal(signal.SIGTERM)
     if running:
-        _step(f"sent SIGTERM to {len(running)} nodes (a second signal kills them at once)")
+        _step(f"sent SIGTERM to {_count(len(running))} (a second signal kills at once)")
     signals_before = signals.count
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while (
@@ -650,7 +654,7 @@ def _announce(
     other = nodes[1] if len(nodes) > 1 else nodes[0]
     last = nodes[-1]
     lines = [
-        f"{len(nodes)} nodes up; logs in {relative(directory / LOG_DIR)}.",
+        f"{_count(len(nodes))} up; logs in {relative(directory / LOG_DIR)}.",
         "Try, in another terminal:",
         f"  {toktok} --home {relative(other.home)} peers",
         f"  {toktok} --home {relative(other.home)} videos",

@@ -1,18 +1,22 @@
-"""Interop: a js-libp2p client receives the batches a py-libp2p peer gossips and checks them.
+"""Interop: a js-libp2p client receives the batches py-libp2p peers gossip and checks them.
 
-``interop/js/receive.mjs`` is written from docs/protocol.md alone: it dials the peer of
-``tests/interop_peer.py`` (a real process on 127.0.0.1), subscribes over GossipSub, and
-prints one JSON line per envelope with its message id and the verdict of its own strict
-decoder and Ed25519 check. ``interop/js/check_vectors.mjs`` runs the same checks over the
-test vectors. The npm packages come from ``make`` (interop/js/node_modules/.stamp).
+``interop/js/receive.mjs`` is written from docs/protocol.md alone: it dials one peer (the
+bare py-libp2p peer of ``tests/interop_peer.py``, or a node of a small network of real
+``toktok`` node processes), subscribes over GossipSub, and prints one JSON line per
+envelope with its message id and the verdict of its own strict decoder and Ed25519 check.
+``interop/js/check_vectors.mjs`` runs the same checks over the test vectors. The npm
+packages come from ``make`` (interop/js/node_modules/.stamp).
 """
 
+import base64
 import json
 import queue
 import shutil
 import subprocess
 import sys
 import threading
+import time
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +27,7 @@ from protocol.envelope import SignedMessage, message_id, seal
 from protocol.gossipwire import MANIFEST_TOPIC, encode_batch, gossip_message_id
 from protocol.kinds import VideoManifest
 from tests.factories import account, fake_video, manifest_for
+from tests.netharness import NodeProc, network, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "interop" / "js"
@@ -33,6 +38,9 @@ JS_TIMEOUT_MS = 20_000
 """How long receive.mjs waits for its envelopes; the test allows it a little more."""
 EXIT_ALL_VERIFIED = 0
 EXIT_BAD_ENVELOPE = 2
+MESH_TIMEOUT_S = 20.0
+"""Until receive.mjs is in the mesh of the node it dialled: start, dial, a heartbeat (1 s)."""
+GOSSIP_TIMEOUT_S = 10.0
 
 pytestmark = pytest.mark.skipif(
     NODE is None or not (JS_DIR / "node_modules" / ".stamp").exists(),
@@ -90,6 +98,16 @@ class PeerProcess:
         self.proc.stdout.close()
 
 
+def split_output(stdout: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """receive.mjs's lines: its events (the "mesh" line) and its envelope lines."""
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    return [x for x in lines if "event" in x], [x for x in lines if "event" not in x]
+
+
+def mesh_event(peer: str) -> dict[str, Any]:
+    return {"event": "mesh", "peer": peer, "topic": MANIFEST_TOPIC}
+
+
 def run_receiver(addr: str, topic: str, count: int) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
     args = [NODE, "receive.mjs", "--connect", addr, "--topic", topic]
@@ -127,7 +145,11 @@ def gossip(
     assert events[0]["event"] == "mesh", events
     published = [e["msg_id"] for e in events[1:]]
     assert published == [gossip_message_id(data).hex() for data in batches]
-    return result, [json.loads(line) for line in result.stdout.splitlines()]
+    # The py peer publishes once the JS peer is in its mesh; the JS side may see the mesh
+    # later than that, or exit with its envelopes before it does.
+    js_events, lines = split_output(result.stdout)
+    assert js_events in ([], [mesh_event(listening["addr"].split("/p2p/")[1])]), js_events
+    return result, lines
 
 
 def test_js_client_verifies_gossiped_manifests_and_rejects_a_tampered_one(
@@ -188,3 +210,89 @@ def test_js_checks_agree_with_the_test_vectors() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["failed"] == 0 and summary["checked"] > 100
+
+
+class Receiver:
+    """``receive.mjs`` in a subprocess, its stdout read line by line."""
+
+    def __init__(self, addr: str, count: int, stderr: Path) -> None:
+        assert NODE is not None
+        args = [NODE, "receive.mjs", "--connect", addr, "--topic", MANIFEST_TOPIC]
+        args += ["--count", str(count), "--timeout-ms", str(JS_TIMEOUT_MS)]
+        self._stderr = stderr
+        with stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                args, cwd=JS_DIR, stdout=subprocess.PIPE, stderr=err, text=True
+            )
+        assert self.proc.stdout is not None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(
+            target=_lines_into, args=(self.proc.stdout, self._lines), daemon=True
+        )
+        self._reader.start()
+
+    def next_line(self, timeout_s: float) -> dict[str, Any]:
+        """The next JSON line receive.mjs prints. Raises AssertionError if none comes."""
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(
+                f"receive.mjs printed nothing in {timeout_s} s\n{self.stderr_tail()}"
+            ) from None
+        if line is None:
+            status = self.proc.wait()
+            raise AssertionError(f"receive.mjs exited with {status}\n{self.stderr_tail()}")
+        value: dict[str, Any] = json.loads(line)
+        return value
+
+    def stderr_tail(self) -> str:
+        return self._stderr.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def connected_to_all(nodes: list[NodeProc], node: NodeProc) -> bool:
+    return int(node.status()["peers"]) >= len(nodes) - 1
+
+
+def test_js_client_in_a_devnet_verifies_a_manifest_another_node_publishes(
+    tmp_path: Path,
+) -> None:
+    # Three real nodes: a bootstrap node and two that join it. The JS client dials only
+    # the second; the manifest enters the network at the third and reaches it by gossip.
+    with network(tmp_path / "net", 3) as nodes:
+        for node in nodes:
+            wait_for(partial(connected_to_all, nodes, node), timeout_s=30, what="peers")
+        entry, publisher = nodes[1], nodes[2]
+        receiver = Receiver(entry.addr, count=1, stderr=tmp_path / "receive.stderr")
+        try:
+            assert receiver.next_line(MESH_TIMEOUT_S) == mesh_event(entry.peer_id)
+            key = account(3)
+            now_ms = time.time_ns() // 1_000_000
+            manifest = manifest_for(
+                key, fake_video(b"devnet"), created_ms=now_ms, title="through a devnet"
+            )
+            message = seal(key, manifest)
+            envelope = base64.b64encode(message.raw).decode("ascii")
+            assert publisher.call("submit", envelope=envelope)["verdict"] == "new"
+            line = receiver.next_line(GOSSIP_TIMEOUT_S)
+            assert receiver.proc.wait(timeout=10) == EXIT_ALL_VERIFIED, receiver.stderr_tail()
+        finally:
+            receiver.stop()
+        assert entry.call("message", id=message.id.hex())["held"]
+    assert line == {
+        "id": message.id.hex(),
+        "batch": gossip_message_id(encode_batch([message.raw])).hex(),
+        "kind": "manifest",
+        "signer": key.public_key.hex(),
+        "verified": True,
+        "title": manifest.title,
+        "author": key.public_key.hex(),
+        "created_ms": manifest.created_ms,
+    }

@@ -14,6 +14,11 @@
 // signature (strict, as section 4 says), a canonical body and signer = author. The
 // kind-specific field limits of rule 7 and the content rules 9 onwards are a node's job.
 //
+// Once, when the dialled peer joins our GossipSub mesh for the topic (our GRAFT or its own,
+// from then on it forwards every message of the topic to us), it prints
+//   {"event": "mesh", "peer": PEER_ID, "topic": TOPIC}
+// A line with "event" is never an envelope; envelopes published before it may come first.
+//
 // Exit status: 0 when N envelopes arrived and all verified, 2 when N arrived and one did
 // not (or a batch was malformed), 1 when fewer than N arrived in time, 64 on bad arguments.
 
@@ -396,6 +401,16 @@ async function main () {
         break
       }
     }
+  })
+  const targetPeer = target.getComponents().find((c) => c.code === P2P_CODE).value
+  let meshed = false
+  node.services.pubsub.addEventListener('gossipsub:graft', (event) => {
+    const { peerId, topic: graftTopic } = event.detail
+    if (meshed || graftTopic !== topic || String(peerId) !== targetPeer) return
+    // An inbound GRAFT fires the event even when it is refused (pruned): check the mesh.
+    if (!node.services.pubsub.getMeshPeers(topic).includes(targetPeer)) return
+    meshed = true
+    process.stdout.write(JSON.stringify({ event: 'mesh', peer: targetPeer, topic }) + '\n')
   })
   node.services.pubsub.subscribe(topic)
   try {
