@@ -45,6 +45,9 @@ unit: $(STAMP) $(JS_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/gossip.py
+	$(BIN)/python bench/swarm.py
+	$(BIN)/python bench/idle.py
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
