@@ -19,8 +19,9 @@ from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStoreError
@@ -54,6 +55,8 @@ CONNECTED_QUEUE_MAX = 256
 SYNC_SESSION_S = 60
 ANNOUNCE_DELAY_S = 2.0
 ANNOUNCE_INTERVAL_S = 6 * 3600
+ANNOUNCE_PAUSE_S = 0.5
+"""Between two announcements: a provide costs every node on its path CPU."""
 ANNOUNCE_MAX = 10_000
 """Videos announced per round; the rest wait (a node seeds far fewer)."""
 
@@ -102,6 +105,12 @@ class Node:
             connection_config=ConnectionConfig(max_connections_per_peer=1),
             listen_addrs=self.listen_addrs,
         )
+        # A dial that fails fails at once: the dialer and sync try again on their own
+        # schedule, and a download asks another peer (py-libp2p's default retries a dead
+        # address three times, 0.7 s in all, while the caller waits).
+        network = self.host.get_network()
+        assert isinstance(network, Swarm), "new_host builds a Swarm"
+        network.retry_config = RetryConfig(max_retries=0)
         g = config.gossip
         self.gossipsub = GossipSub(
             protocols=GOSSIPSUB_PROTOCOLS,
@@ -314,6 +323,7 @@ class Node:
                 if stored is None or self.stores.manifests.missing_chunks(stored.manifest):
                     continue
                 await self.providers.provide(mid)
+                await trio.sleep(ANNOUNCE_PAUSE_S)
                 announced += 1
                 if announced >= ANNOUNCE_MAX:
                     break

@@ -98,14 +98,15 @@ class Seeding:
     def _candidates(self) -> set[ID]:
         return set(self._peers.known()) | set(self._host.get_connected_peers())
 
-    async def providers(self, mid: bytes) -> list[ID]:
+    async def providers(self, mid: bytes, *, lookup: bool) -> list[ID]:
         """Peers to ask for video ``mid``, likeliest holders first: its gossip origin,
-        those announcing it in the DHT, then connected peers in placement order."""
+        those announcing it in the DHT (with ``lookup``), then connected peers in placement
+        order."""
         out: list[ID] = []
         origin = self._origins.get(mid)
         if origin is not None and origin != self._host.get_id():
             out.append(origin)
-        if self._dht is not None:
+        if lookup and self._dht is not None:
             out += [p for p in await self._dht.find(mid) if p not in out]
         connected = {p.to_bytes(): p for p in self._host.get_connected_peers()}
         for key in rank(mid, connected):
@@ -149,6 +150,13 @@ class Seeding:
         # Pinned before and after: chunks held now are kept while the rest arrive (the
         # download pins each new chunk as it stores it).
         self._stores.manifests.pin_video(mid, pin)
+        # Placement's seeders find the holders without the DHT: the gossip origin, and the
+        # other seeders among connected peers. A lookup costs every node on its path CPU,
+        # so only the owner's fetches make one (or a seeding download nobody answers).
+        seeding = pin is PinReason.SEEDING
+        peers = await self.providers(mid, lookup=not seeding)
+        if seeding and not peers:
+            peers = await self.providers(mid, lookup=True)
         total = sum(r.init.size + sum(s.size for s in r.segments) for r in manifest.renditions)
         done_before = 0
         for rendition in manifest.renditions:
@@ -163,7 +171,7 @@ class Seeding:
                 self._stores.chunks,
                 manifest,
                 rendition.name,
-                await self.providers(mid),
+                peers,
                 pin=pin,
                 stall_ms=stall_ms,
                 stats=self._stats,
@@ -172,7 +180,9 @@ class Seeding:
             )
             done_before += size
         self._stores.manifests.pin_video(mid, pin)
-        if self._dht is not None:
+        if self._dht is not None and not seeding:
+            # Seeders are found by placement; others announce (the periodic announcer
+            # covers every video held whole, seeded ones too, at its slow pace).
             await self._dht.provide(mid)
         return manifest
 
