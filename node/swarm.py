@@ -11,12 +11,14 @@ peer serves which chunk; this module carries its requests over one stream per pe
 it the answers and the passing time, stores what it verified and reports bad peers.
 """
 
+import hashlib
 import logging
 import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 from libp2p.abc import INetStream
@@ -166,6 +168,8 @@ class _Event:
     peer: ID
     response: ChunkResponse | None
     """None: the peer's stream broke or could not be opened."""
+    sha256: bytes | None = None
+    """The digest of the response's data, computed in a worker thread."""
 
 
 class _Download:
@@ -226,7 +230,9 @@ class _Download:
             self._outboxes.pop(event.peer, None)
             return self._scheduler.remove_peer(key, now)
         if response.status == OK:
-            return self._scheduler.received(key, response.id, response.data, now)
+            return self._scheduler.received(
+                key, response.id, response.data, now, sha256=event.sha256
+            )
         return self._scheduler.failed(key, response.id, now)
 
     async def _carry_out(self, actions: Sequence[Request | Cancel | Store | Penalize]) -> None:
@@ -234,7 +240,11 @@ class _Download:
             if isinstance(action, Request):
                 self._send(self._by_bytes[action.peer], action)
             elif isinstance(action, Store):
-                self._chunks.put(action.cid, action.data, pin=self._pin)
+                # The scheduler checked the bytes; the write goes to a worker thread so
+                # the event loop keeps reading the streams meanwhile.
+                await trio.to_thread.run_sync(
+                    partial(self._chunks.put_verified, action.cid, action.data, pin=self._pin)
+                )
                 self._stats.chunks_fetched += 1
                 self._stats.bytes_fetched += len(action.data)
                 if self._progress is not None:
@@ -292,7 +302,11 @@ class _Download:
             if not data:
                 return
             for response in decoder.feed(data):
-                await self._events_send.send(_Event(peer, response))
+                digest = None
+                if response.status == OK:
+                    # hashlib releases the GIL: hashing in a thread uses the second core.
+                    digest = await trio.to_thread.run_sync(_sha256, response.data)
+                await self._events_send.send(_Event(peer, response, digest))
 
 
 async def download_rendition(
@@ -320,6 +334,10 @@ async def download_rendition(
         return
     download = _Download(host, scheduler, chunks, pin, stats, offend, progress)
     await download.run(peers, stall_ms)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def _rendition_chunks(manifest: VideoManifest, rendition: str) -> list[bytes]:

@@ -103,20 +103,21 @@ class FrameDecoder(Generic[W]):
     def __init__(self, record_type: type[W]) -> None:
         self._type: type[W] = record_type
         self._body_bytes_max = BODY_BYTES_MAX[record_type]
-        self._buf = bytearray()
-        self._body_len: int | None = None
-        """The body length of the frame being read, once its prefix is complete."""
+        self._prefix = bytearray()
+        self._body: bytearray | None = None
+        """The body of the frame being read, allocated whole once its prefix is complete."""
+        self._filled = 0
         self._failed: str | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held of the frame being read (prefix or body)."""
-        return len(self._buf)
+        return self._filled if self._body is not None else len(self._prefix)
 
     @property
     def at_boundary(self) -> bool:
         """True when no partial frame is held: the stream may end here cleanly."""
-        return self._body_len is None and not self._buf
+        return self._body is None and not self._prefix
 
     def feed(self, data: bytes) -> list[W]:
         """Take the next bytes of the stream and return the records they complete.
@@ -132,29 +133,33 @@ class FrameDecoder(Generic[W]):
             return self._feed(memoryview(data))
         except DecodeError as exc:
             self._failed = str(exc)
-            self._buf.clear()
+            self._prefix.clear()
+            self._body = None
             raise
 
     def _feed(self, view: memoryview) -> list[W]:
+        # Each body byte is copied once, into a buffer of the frame's size: chunk
+        # responses are up to 4 MiB, and this runs for every byte a download receives.
         records: list[W] = []
         while view:
-            if self._body_len is None:
-                take = LENGTH_PREFIX_BYTES - len(self._buf)
-                self._buf += view[:take]
+            if self._body is None:
+                take = LENGTH_PREFIX_BYTES - len(self._prefix)
+                self._prefix += view[:take]
                 view = view[take:]
-                if len(self._buf) < LENGTH_PREFIX_BYTES:
+                if len(self._prefix) < LENGTH_PREFIX_BYTES:
                     break
-                self._body_len = self._check_length(int.from_bytes(self._buf, "big"))
-                self._buf.clear()
+                length = self._check_length(int.from_bytes(self._prefix, "big"))
+                self._prefix.clear()
+                self._body, self._filled = bytearray(length), 0
             else:
-                take = self._body_len - len(self._buf)
-                self._buf += view[:take]
+                take = min(len(self._body) - self._filled, len(view))
+                self._body[self._filled : self._filled + take] = view[:take]
+                self._filled += take
                 view = view[take:]
-                if len(self._buf) < self._body_len:
+                if self._filled < len(self._body):
                     break
-                records.append(self._decode(bytes(self._buf)))
-                self._buf.clear()
-                self._body_len = None
+                body, self._body = self._body, None
+                records.append(self._decode(body))
         return records
 
     def _check_length(self, length: int) -> int:
@@ -169,7 +174,74 @@ class FrameDecoder(Generic[W]):
             )
         return length
 
-    def _decode(self, body: bytes) -> W:
-        record = decode_record(self._type, body, bytes_max=self._body_bytes_max)
+    def _decode(self, body: bytearray) -> W:
+        if self._type is ChunkResponse:
+            fast = _decode_response(body)
+            if fast is not None:
+                return fast  # type: ignore[return-value]
+        record = decode_record(self._type, bytes(body), bytes_max=self._body_bytes_max)
         _check_rules(record)
         return record
+
+
+_DATA_KEY = b"\xa4data"
+_ID_KEY = b"\xa2id"
+_STATUS_KEY = b"\xa6status"
+_BIN_HEADERS = ((0xC4, 1, 2**8), (0xC5, 2, 2**16), (0xC6, 4, 2**32))
+_UINT_HEADERS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _decode_response(body: bytearray) -> ChunkResponse | None:
+    """Decode the canonical encoding of a ChunkResponse without re-encoding its data.
+
+    Returns None for anything that is not exactly that encoding (the map of ``data``,
+    ``id``, ``status`` in that order, shortest forms throughout) or that breaks a limit or
+    rule: the generic decoder then rejects it with its precise error. Accepting exactly
+    what the generic decoder accepts is tested in tests/test_chunkwire.py.
+    """
+    view = memoryview(body)
+    if not body.startswith(b"\x83" + _DATA_KEY):
+        return None
+    pos = 6
+    if pos >= len(view):
+        return None
+    for tag, width, end in _BIN_HEADERS:
+        if view[pos] == tag:
+            size = int.from_bytes(view[pos + 1 : pos + 1 + width], "big")
+            start = pos + 1 + width
+            # Shortest form: a longer header only for a length the shorter cannot hold.
+            if size >= end or (width > 1 and size < end >> (8 * width // 2)):
+                return None
+            break
+    else:
+        return None
+    if size > CHUNK_BYTES_MAX or start + size > len(view):
+        return None
+    pos = start + size
+    if body[pos : pos + 3] != _ID_KEY:
+        return None
+    id_, pos = _read_uint(view, pos + 3)
+    if id_ is None or body[pos : pos + 7] != _STATUS_KEY:
+        return None
+    status, pos = _read_uint(view, pos + 7)
+    if status is None or pos != len(view) or status > STATUS_MAX or (status != OK and size):
+        return None
+    return ChunkResponse(id=id_, status=status, data=bytes(view[start : start + size]))
+
+
+def _read_uint(view: memoryview, pos: int) -> tuple[int | None, int]:
+    """The unsigned integer at ``pos`` in its shortest msgpack form, and the next position."""
+    if pos >= len(view):
+        return None, pos
+    head = view[pos]
+    if head < 0x80:
+        return head, pos + 1
+    width = _UINT_HEADERS.get(head)
+    if width is None or pos + 1 + width > len(view):
+        return None, pos
+    value = int.from_bytes(view[pos + 1 : pos + 1 + width], "big")
+    # Shortest form: positive fixint below 128, then u8, u16, u32, u64.
+    floor = 0x80 if width == 1 else 1 << (8 * width // 2)
+    if value < floor:
+        return None, pos
+    return value, pos + 1 + width

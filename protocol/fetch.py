@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol.cid import chunk_id
+from protocol.cid import CID_PREFIX, chunk_id
 from protocol.kinds import VideoManifest
 
 BAD_SIZE = "chunk size differs from the manifest"
@@ -340,8 +340,20 @@ class FetchScheduler:
         self._playhead = segment_index
         return self._schedule()
 
-    def received(self, peer: bytes, request_id: int, data: bytes, now_ms: int) -> list[Action]:
-        """``peer`` answered request ``request_id`` with ``data`` (status OK)."""
+    def received(
+        self,
+        peer: bytes,
+        request_id: int,
+        data: bytes,
+        now_ms: int,
+        *,
+        sha256: bytes | None = None,
+    ) -> list[Action]:
+        """``peer`` answered request ``request_id`` with ``data`` (status OK).
+
+        ``sha256`` is the digest of ``data`` when the driver has computed it already (the
+        node hashes off its event loop); the check against the content id is the same.
+        """
         self._stamp(now_ms)
         pending = self._take(peer, request_id)
         if pending is None:
@@ -349,7 +361,10 @@ class FetchScheduler:
         chunk = self._chunks[pending.cid]
         # Size first: it is free, and a wrong size spares hashing up to CHUNK_BYTES_MAX.
         reason = BAD_SIZE if len(data) != chunk.size else None
-        if reason is None and chunk_id(data) != chunk.cid:
+        if (
+            reason is None
+            and (chunk_id(data) if sha256 is None else CID_PREFIX + sha256) != chunk.cid
+        ):
             reason = BAD_HASH
         if reason is not None:
             self.stats.bad_chunks += 1

@@ -503,3 +503,13 @@ def test_audit_finds_bookkeeping_that_disagrees_with_the_chunks() -> None:
     problems = ChunkStore(kv).audit()
     assert any("counters say" in p for p in problems)
     assert any("pin index" in p and "OWN" in p for p in problems)
+
+
+def test_put_verified_stores_without_hashing_again_and_checks_the_rest() -> None:
+    store = ChunkStore(MemoryKV())
+    data = b"verified elsewhere" * 100
+    cid = chunk_id(data)
+    assert store.put_verified(cid, data, pin=PinReason.WATCHED)
+    assert store.get(cid) == data and store.pins(cid) == {PinReason.WATCHED}
+    with pytest.raises(InvalidCid):
+        store.put_verified(b"short", data)

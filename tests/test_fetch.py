@@ -1,6 +1,7 @@
 """The download scheduler: policy tables, faults, and a seeded swarm simulation."""
 
 import dataclasses
+import hashlib
 import heapq
 import os
 import random
@@ -640,3 +641,15 @@ def test_useless_peers_do_not_keep_a_seeder_out() -> None:
     actions = s.add_peer(b"seeder", None, T0)
     assert requests(actions) and s.stats.peers_evicted == 1 and s.stats.peers_refused == 0
     assert drain(s, actions).keys() == ALL
+
+
+def test_a_digest_from_the_driver_is_checked_like_the_bytes() -> None:
+    s = scheduler(peer_in_flight_max=2)
+    s.add_peer(A, None, T0)
+    good, wrong = requests(s.start(T0))
+    data = DATA[good.cid]
+    stored = s.received(A, good.request_id, data, T0, sha256=hashlib.sha256(data).digest())
+    assert Store(good.cid, data) in stored
+    other = hashlib.sha256(b"not these bytes").digest()
+    actions = s.received(A, wrong.request_id, DATA[wrong.cid], T0, sha256=other)
+    assert actions[0] == Penalize(A, BAD_HASH)
