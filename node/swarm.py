@@ -46,6 +46,10 @@ from storage.errors import ChunkMissing, StoreError
 log = logging.getLogger("toktok.swarm")
 
 READ_BYTES = 256 * 1024
+ANSWERS_AHEAD = 2
+"""Answers a chunk server loads ahead of the one being written, per stream."""
+HASH_AHEAD = 4
+"""Received chunks waiting for their hash, per stream."""
 CHUNK_PROTOCOL = TProtocol(PROTOCOL_ID)
 
 
@@ -129,24 +133,40 @@ class ChunkServer:
                 del self._streams[peer]
 
     async def _serve(self, stream: INetStream) -> None:
-        decoder = FrameDecoder(ChunkRequest)
-        while True:
-            try:
-                data = await stream.read(READ_BYTES)
-            except StreamEOF:
-                data = b""
-            if not data:
-                await stream.close()
-                return
-            # Answer everything read before reading more: the peer's backlog is bounded
-            # by what fits in one read, and it waits on us, not the other way round.
-            for request in decoder.feed(data):
-                response = self._answer(request)
-                if self.upload_limit is not None and response.data:
-                    await self.upload_limit.take(len(response.data))
-                await stream.write(encode_frame(response))
+        # Two tasks: this one reads requests and loads their answers in a worker thread
+        # (the read re-hashes the chunk), the other writes them. ANSWERS_AHEAD answers
+        # between them keep the stream busy while the next chunk loads; the reader stops
+        # reading when they are waiting, so a peer's backlog stays bounded.
+        answers_send, answers = trio.open_memory_channel[ChunkResponse](ANSWERS_AHEAD)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_answers, stream, answers)
+            async with answers_send:
+                decoder = FrameDecoder(ChunkRequest)
+                while True:
+                    try:
+                        data = await stream.read(READ_BYTES)
+                    except StreamEOF:
+                        data = b""
+                    if not data:
+                        break
+                    for request in decoder.feed(data):
+                        response = await trio.to_thread.run_sync(self._answer, request)
+                        if response.status == OK:
+                            self._stats.chunks_served += 1
+                            self._stats.bytes_served += len(response.data)
+                        await answers_send.send(response)
+        await stream.close()
+
+    async def _write_answers(
+        self, stream: INetStream, answers: trio.MemoryReceiveChannel[ChunkResponse]
+    ) -> None:
+        async for response in answers:
+            if self.upload_limit is not None and response.data:
+                await self.upload_limit.take(len(response.data))
+            await stream.write(encode_frame(response))
 
     def _answer(self, request: ChunkRequest) -> ChunkResponse:
+        """The answer to ``request`` from the store (runs in a worker thread)."""
         try:
             data = self._chunks.get(request.cid)
         except ChunkMissing:
@@ -154,8 +174,6 @@ class ChunkServer:
         except StoreError as exc:  # damaged on our disk: reported, never served
             log.warning("cannot serve a chunk", extra={"error": str(exc)})
             return ChunkResponse(id=request.id, status=ERROR, data=b"")
-        self._stats.chunks_served += 1
-        self._stats.bytes_served += len(data)
         return ChunkResponse(id=request.id, status=OK, data=data)
 
 
@@ -192,6 +210,8 @@ class _Download:
         self._stats = stats
         self._offend = offend
         self._progress = progress
+        start = scheduler.progress
+        self._held_bytes, self._total_bytes = start.bytes_held, start.bytes_total
         self._events_send, self._events = trio.open_memory_channel[_Event](1024)
         self._outboxes: dict[ID, trio.MemorySendChannel[bytes]] = {}
         self._by_bytes: dict[bytes, ID] = {}
@@ -247,9 +267,9 @@ class _Download:
                 )
                 self._stats.chunks_fetched += 1
                 self._stats.bytes_fetched += len(action.data)
+                self._held_bytes += len(action.data)
                 if self._progress is not None:
-                    progress = self._scheduler.progress
-                    self._progress(progress.bytes_held, progress.bytes_total)
+                    self._progress(self._held_bytes, self._total_bytes)
             elif isinstance(action, Penalize):
                 peer = self._by_bytes[action.peer]
                 self._outboxes.pop(peer, None)
@@ -293,20 +313,30 @@ class _Download:
             await stream.write(frame)
 
     async def _read(self, peer: ID, stream: INetStream) -> None:
-        decoder = FrameDecoder(ChunkResponse)
-        while True:
-            try:
-                data = await stream.read(READ_BYTES)
-            except StreamEOF:
-                return
-            if not data:
-                return
-            for response in decoder.feed(data):
-                digest = None
-                if response.status == OK:
-                    # hashlib releases the GIL: hashing in a thread uses the second core.
-                    digest = await trio.to_thread.run_sync(_sha256, response.data)
-                await self._events_send.send(_Event(peer, response, digest))
+        # Reading goes on while answers are hashed, so the peer's flow-control window
+        # keeps opening: a hasher task takes them through a channel of HASH_AHEAD.
+        responses_send, responses = trio.open_memory_channel[ChunkResponse](HASH_AHEAD)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._hash, peer, responses)
+            async with responses_send:
+                decoder = FrameDecoder(ChunkResponse)
+                while True:
+                    try:
+                        data = await stream.read(READ_BYTES)
+                    except StreamEOF:
+                        return
+                    if not data:
+                        return
+                    for response in decoder.feed(data):
+                        await responses_send.send(response)
+
+    async def _hash(self, peer: ID, responses: trio.MemoryReceiveChannel[ChunkResponse]) -> None:
+        async for response in responses:
+            digest = None
+            if response.status == OK:
+                # hashlib releases the GIL: hashing in a thread uses the second core.
+                digest = await trio.to_thread.run_sync(_sha256, response.data)
+            await self._events_send.send(_Event(peer, response, digest))
 
 
 async def download_rendition(
