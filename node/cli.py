@@ -6,14 +6,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +21,7 @@ from node.clinode import RemoteError, add_run_flags, call, require_node, running
 from node.config import NodeConfig, write_config
 from node.home import Home, HomeError, default_account, unlock_account
 from node.logs import setup_logging
+from node.progress import progress_bar as shared_progress_bar
 from node.publish import PublishMeta, publish_file
 from node.render import duration_text, manifest_json, total_bytes
 from node.video import VideoError, export, write_sample
@@ -97,26 +97,9 @@ def read_passphrase(*, confirm: bool) -> str:
     return value
 
 
-@contextmanager
-def progress_bar() -> Iterator[Callable[[str, float], None]]:
-    """A rich progress bar with one task per phase; yields the callback to feed it."""
-    with Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(phase: str, fraction: float) -> None:
-            if phase not in tasks:
-                tasks[phase] = int(bar.add_task(phase, total=1.0))
-            bar.update(tasks[phase], completed=min(max(fraction, 0.0), 1.0))  # type: ignore[arg-type]
-
-        yield update
+def progress_bar() -> AbstractContextManager[Callable[[str, float], None]]:
+    """The progress bar of this command's long work, on stderr."""
+    return shared_progress_bar(err)
 
 
 # ------------------------------------------------------------------------------ commands

@@ -15,12 +15,11 @@ from collections.abc import Awaitable, Callable
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import INetConn, INetStream, INetwork
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
 from libp2p.network.config import ConnectionConfig, RetryConfig
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
@@ -37,6 +36,7 @@ from node.peers import PeerBook
 from node.pex import ANSWER_BYTES_MAX, PEX_PROTOCOL, decode_peers, encode_peers
 from node.providers import Providers
 from node.seeding import Seeding
+from node.streams import QuietNotifee, read_some
 from node.swarm import CHUNK_PROTOCOL, ChunkServer, SwarmStats, UploadLimit
 from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.sync import NodeItemSet, SyncLimits, run_sync
@@ -66,29 +66,14 @@ def key_pair_from_seed(seed: bytes):  # type: ignore[no-untyped-def]
     return create_new_key_pair(seed)
 
 
-class _Notifee(INotifee):
-    """Tells the node of new connections (to sync with) and drops banned peers."""
+class _Notifee(QuietNotifee):
+    """Tells the node of new connections (to sync with them)."""
 
     def __init__(self, node: "Node") -> None:
         self._node = node
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._node.on_connected(conn.muxed_conn.peer_id)
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        pass
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
 
 
 class Node:
@@ -417,13 +402,7 @@ def _dialable(addr: multiaddr.Multiaddr) -> bool:
 
 async def _read_all(stream: INetStream, bytes_max: int) -> bytes:
     data = bytearray()
-    while True:
-        try:
-            piece = await stream.read(65536)
-        except StreamEOF:
-            break
-        if not piece:
-            break
+    while piece := await read_some(stream, 65536):
         data += piece
         if len(data) > bytes_max:
             raise DecodeError(f"answer over {bytes_max} bytes")

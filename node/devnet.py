@@ -44,15 +44,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -60,6 +59,7 @@ from node.clinode import RemoteError, stream
 from node.config import ConfigError, NodeConfig, load_config, write_config
 from node.controlclient import ControlClient, ControlClientError, NodeNotRunning
 from node.home import Home, HomeError
+from node.progress import progress_bar
 from node.video import VideoError, write_sample
 from storage.errors import StoreError
 
@@ -697,22 +697,5 @@ def _step(text: str) -> None:
     err.print(Text(text))
 
 
-@contextmanager
-def _progress() -> Iterator[Callable[[str, float], None]]:
-    """A rich progress bar on stderr (terminals only), one task per phase."""
-    with Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(phase: str, fraction: float) -> None:
-            if phase not in tasks:
-                tasks[phase] = int(bar.add_task(phase, total=1.0))
-            bar.update(tasks[phase], completed=min(max(fraction, 0.0), 1.0))  # type: ignore[arg-type]
-
-        yield update
+def _progress() -> AbstractContextManager[Callable[[str, float], None]]:
+    return progress_bar(err)

@@ -24,9 +24,9 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
+from node.streams import read_some
 from protocol.chunkwire import (
     ERROR,
     NOT_FOUND,
@@ -142,13 +142,7 @@ class ChunkServer:
             nursery.start_soon(self._write_answers, stream, answers)
             async with answers_send:
                 decoder = FrameDecoder(ChunkRequest)
-                while True:
-                    try:
-                        data = await stream.read(READ_BYTES)
-                    except StreamEOF:
-                        data = b""
-                    if not data:
-                        break
+                while data := await read_some(stream, READ_BYTES):
                     for request in decoder.feed(data):
                         response = await trio.to_thread.run_sync(self._answer, request)
                         if response.status == OK:
@@ -320,13 +314,7 @@ class _Download:
             nursery.start_soon(self._hash, peer, responses)
             async with responses_send:
                 decoder = FrameDecoder(ChunkResponse)
-                while True:
-                    try:
-                        data = await stream.read(READ_BYTES)
-                    except StreamEOF:
-                        return
-                    if not data:
-                        return
+                while data := await read_some(stream, READ_BYTES):
                     for response in decoder.feed(data):
                         await responses_send.send(response)
 

@@ -24,7 +24,7 @@ import sys
 import multiaddr  # type: ignore[import-untyped, unused-ignore]
 import trio
 from libp2p import new_host
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import INetConn, INetwork
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
@@ -33,6 +33,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
+from node.streams import QuietNotifee
 from protocol.gossipwire import gossip_message_id
 
 LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
@@ -40,7 +41,7 @@ CONNECTED_MAX = 16
 """Connections queued for the main task; later ones wait (a test makes one or two)."""
 
 
-class _Connections(INotifee):
+class _Connections(QuietNotifee):
     """Hands the peer id of every new connection to the main task."""
 
     def __init__(self, send: trio.MemorySendChannel[ID]) -> None:
@@ -48,21 +49,6 @@ class _Connections(INotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         await self._send.send(conn.muxed_conn.peer_id)
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        pass
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
 
 
 def batch_id(msg: rpc_pb2.Message) -> bytes:
