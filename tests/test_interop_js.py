@@ -54,17 +54,15 @@ def _lines_into(stream: IO[str], lines: "queue.Queue[str | None]") -> None:
     lines.put(None)
 
 
-class PeerProcess:
-    """``tests/interop_peer.py`` in a subprocess; its stdout read line by line."""
+class JsonLinesProcess:
+    """A subprocess whose stdout is read line by line, each line a JSON object."""
 
-    def __init__(self, topic: str, batches: list[bytes], stderr: Path) -> None:
-        args = [sys.executable, "-m", "tests.interop_peer", "--topic", topic]
-        for data in batches:
-            args += ["--publish", data.hex()]
+    def __init__(self, what: str, args: list[str], cwd: Path, stderr: Path) -> None:
+        self._what = what
         self._stderr = stderr
         with stderr.open("w") as err:
             self.proc = subprocess.Popen(
-                args, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
+                args, cwd=cwd, stdout=subprocess.PIPE, stderr=err, text=True
             )
         self._lines: queue.Queue[str | None] = queue.Queue()
         assert self.proc.stdout is not None
@@ -73,29 +71,40 @@ class PeerProcess:
         )
         self._reader.start()
 
-    def next_event(self, timeout_s: float) -> dict[str, Any]:
-        """The next JSON line the peer prints. Raises AssertionError if none comes."""
+    def next_json(self, timeout_s: float) -> dict[str, Any]:
+        """The next JSON line printed. Raises AssertionError if none comes."""
         try:
             line = self._lines.get(timeout=timeout_s)
         except queue.Empty:
             raise AssertionError(
-                f"the interop peer printed nothing in {timeout_s} s\n{self.stderr_tail()}"
+                f"{self._what} printed nothing in {timeout_s} s\n{self.stderr_tail()}"
             ) from None
         if line is None:
             status = self.proc.wait()
-            raise AssertionError(f"the interop peer exited with {status}\n{self.stderr_tail()}")
-        event: dict[str, Any] = json.loads(line)
-        return event
+            raise AssertionError(f"{self._what} exited with {status}\n{self.stderr_tail()}")
+        value: dict[str, Any] = json.loads(line)
+        return value
 
     def stderr_tail(self) -> str:
         return self._stderr.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait(timeout=10)
         self._reader.join(timeout=10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
+
+
+class PeerProcess(JsonLinesProcess):
+    """``tests/interop_peer.py`` in a subprocess."""
+
+    def __init__(self, topic: str, batches: list[bytes], stderr: Path) -> None:
+        args = [sys.executable, "-m", "tests.interop_peer", "--topic", topic]
+        for data in batches:
+            args += ["--publish", data.hex()]
+        super().__init__("the interop peer", args, ROOT, stderr)
 
 
 def split_output(stdout: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -136,10 +145,10 @@ def gossip(
     """Publish ``batches`` from a py peer to receive.mjs; its run and its lines."""
     peer = PeerProcess(MANIFEST_TOPIC, batches, tmp_path / "peer.stderr")
     try:
-        listening = peer.next_event(PEER_START_S)
+        listening = peer.next_json(PEER_START_S)
         assert listening["event"] == "listening", listening
         result = run_receiver(listening["addr"], MANIFEST_TOPIC, count)
-        events = [peer.next_event(5.0) for _ in range(1 + len(batches))]
+        events = [peer.next_json(5.0) for _ in range(1 + len(batches))]
     finally:
         peer.stop()
     assert events[0]["event"] == "mesh", events
@@ -212,49 +221,14 @@ def test_js_checks_agree_with_the_test_vectors() -> None:
     assert summary["failed"] == 0 and summary["checked"] > 100
 
 
-class Receiver:
-    """``receive.mjs`` in a subprocess, its stdout read line by line."""
+class Receiver(JsonLinesProcess):
+    """``receive.mjs`` in a subprocess."""
 
     def __init__(self, addr: str, count: int, stderr: Path) -> None:
         assert NODE is not None
         args = [NODE, "receive.mjs", "--connect", addr, "--topic", MANIFEST_TOPIC]
         args += ["--count", str(count), "--timeout-ms", str(JS_TIMEOUT_MS)]
-        self._stderr = stderr
-        with stderr.open("w") as err:
-            self.proc = subprocess.Popen(
-                args, cwd=JS_DIR, stdout=subprocess.PIPE, stderr=err, text=True
-            )
-        assert self.proc.stdout is not None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(
-            target=_lines_into, args=(self.proc.stdout, self._lines), daemon=True
-        )
-        self._reader.start()
-
-    def next_line(self, timeout_s: float) -> dict[str, Any]:
-        """The next JSON line receive.mjs prints. Raises AssertionError if none comes."""
-        try:
-            line = self._lines.get(timeout=timeout_s)
-        except queue.Empty:
-            raise AssertionError(
-                f"receive.mjs printed nothing in {timeout_s} s\n{self.stderr_tail()}"
-            ) from None
-        if line is None:
-            status = self.proc.wait()
-            raise AssertionError(f"receive.mjs exited with {status}\n{self.stderr_tail()}")
-        value: dict[str, Any] = json.loads(line)
-        return value
-
-    def stderr_tail(self) -> str:
-        return self._stderr.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        super().__init__("receive.mjs", args, JS_DIR, stderr)
 
 
 def connected_to_all(nodes: list[NodeProc], node: NodeProc) -> bool:
@@ -272,7 +246,7 @@ def test_js_client_in_a_devnet_verifies_a_manifest_another_node_publishes(
         entry, publisher = nodes[1], nodes[2]
         receiver = Receiver(entry.addr, count=1, stderr=tmp_path / "receive.stderr")
         try:
-            assert receiver.next_line(MESH_TIMEOUT_S) == mesh_event(entry.peer_id)
+            assert receiver.next_json(MESH_TIMEOUT_S) == mesh_event(entry.peer_id)
             key = account(3)
             now_ms = time.time_ns() // 1_000_000
             manifest = manifest_for(
@@ -281,7 +255,7 @@ def test_js_client_in_a_devnet_verifies_a_manifest_another_node_publishes(
             message = seal(key, manifest)
             envelope = base64.b64encode(message.raw).decode("ascii")
             assert publisher.call("submit", envelope=envelope)["verdict"] == "new"
-            line = receiver.next_line(GOSSIP_TIMEOUT_S)
+            line = receiver.next_json(GOSSIP_TIMEOUT_S)
             assert receiver.proc.wait(timeout=10) == EXIT_ALL_VERIFIED, receiver.stderr_tail()
         finally:
             receiver.stop()
