@@ -53,6 +53,8 @@ DIAL_INTERVAL_S = 1.0
 PEX_INTERVAL_S = 5.0
 CONNECTED_QUEUE_MAX = 256
 SYNC_SESSION_S = 60
+SYNCS_MAX = 4
+"""Sync sessions this node starts at once."""
 ANNOUNCE_DELAY_S = 2.0
 ANNOUNCE_INTERVAL_S = 6 * 3600
 ANNOUNCE_PAUSE_S = 0.5
@@ -317,24 +319,40 @@ class Node:
     # -- sync ------------------------------------------------------------------------
 
     async def _syncer(self) -> None:
-        """Sync with every new connection, and with a random peer every interval."""
+        """Sync with every new connection, and with a random peer every interval.
+
+        Up to SYNCS_MAX sessions run at once, one per peer, so a slow peer delays no other.
+        """
         interval = self.config.sync_interval_s
         next_periodic = trio.current_time() + interval
-        while True:
-            peer: ID | None = None
-            with trio.move_on_at(next_periodic):
-                peer = await self._connected.receive()
-            if peer is None:
-                next_periodic = trio.current_time() + interval
-                connected = self.host.get_connected_peers()
-                if not connected:
+        limiter = trio.CapacityLimiter(SYNCS_MAX)
+        syncing: set[ID] = set()
+        async with trio.open_nursery() as nursery:
+            while True:
+                peer: ID | None = None
+                with trio.move_on_at(next_periodic):
+                    peer = await self._connected.receive()
+                if peer is None:
+                    next_periodic = trio.current_time() + interval
+                    connected = self.host.get_connected_peers()
+                    if not connected:
+                        continue
+                    peer = random.choice(connected)
+                if self.peers.is_banned(peer, wall_ms()):
+                    await self._cut_off(peer)
                     continue
-                peer = random.choice(connected)
-            if self.peers.is_banned(peer, wall_ms()):
-                await self._cut_off(peer)
-                continue
-            await self.providers.add_peer(peer)
-            await self.sync_with(peer)
+                if peer not in syncing:
+                    syncing.add(peer)
+                    nursery.start_soon(self._meet, peer, limiter, syncing)
+
+    async def _meet(self, peer: ID, limiter: trio.CapacityLimiter, syncing: set[ID]) -> None:
+        """A peer (newly) connected: add it to the DHT's table and sync with it."""
+        try:
+            async with limiter:
+                await self.providers.add_peer(peer)
+                await self.sync_with(peer)
+        finally:
+            syncing.discard(peer)
 
     async def sync_with(self, peer: ID) -> int:
         """Reconcile message sets with ``peer``; return how many messages were new here."""
