@@ -76,6 +76,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
             "store_bytes": chunks.used_bytes,
             "sync_runs": node.sync_runs,
             "seeded": node.seeding.seeded,
+            "released": node.seeding.released,
             "ingest": {v.value: n for v, n in node.ingest.counts.items()},
             "chunks_served": node.swarm_stats.chunks_served,
             "dht_provided": node.providers.provided,

@@ -53,6 +53,10 @@ class NodeConfig:
     upload_kib_per_s: int = 0
     """Cap on the bytes per second this node serves to peers; 0: no cap."""
     sync_interval_s: int = 30
+    peer_live_s: int = 600
+    """A peer not seen for this long no longer counts for placement."""
+    rebalance_s: int = 60
+    """How often placement is computed again over the peers alive now."""
     dht_server: bool = True
     """Store DHT records for others; a node others cannot dial should say false."""
     bootstrap_role: bool = False
@@ -79,7 +83,8 @@ class NodeConfig:
                 raise ConfigError(f"{name}: a port number, 0 to 65535")
         if self.upload_kib_per_s < 0:
             raise ConfigError("upload_kib_per_s: 0 (no cap) or more")
-        for name in ("quota_mb", "replicas", "sync_interval_s", "peers_target"):
+        names = ("quota_mb", "replicas", "sync_interval_s", "peers_target")
+        for name in (*names, "peer_live_s", "rebalance_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: at least 1")
         g = self.gossip

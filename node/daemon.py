@@ -135,6 +135,8 @@ class Node:
             replicas=config.replicas,
             clock=wall_ms,
             providers=self.providers,
+            peer_live_ms=config.peer_live_s * 1000,
+            rebalance_s=config.rebalance_s,
         )
         self.ingest.listen(self.seeding.on_message)
         self.gossip = GossipService(
@@ -220,6 +222,7 @@ class Node:
         asked: dict[ID, float] = {}
         while True:
             connected = set(self.host.get_connected_peers())
+            self.peers.saw(connected, wall_ms())
             now = trio.current_time()
             for peer in connected:
                 # Ask newcomers at once, and everyone again now and then while short of
@@ -285,7 +288,10 @@ class Node:
             # Newcomers ask bootstrap nodes first: tell them of peers heard of, too (the
             # connected ones first, as they are known to be up).
             listed = {peer for peer, _ in listing} | {asker}
-            heard = [(p, list(a)) for p, a in self.peers.known().items() if p not in listed]
+            live = self.peers.live(wall_ms(), self.config.peer_live_s * 1000)
+            heard = [
+                (p, list(a)) for p, a in self.peers.known().items() if p not in listed and p in live
+            ]
             listing += reversed(heard)  # the most recently heard of first
         try:
             await stream.write(encode_peers(listing))

@@ -12,7 +12,7 @@ and peer exchange), bounded, for placement and for dialling.
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from libp2p.peer.id import ID
@@ -46,6 +46,8 @@ class PeerBook:
         self._cut_off = cut_off
         self._records: OrderedDict[ID, _Record] = OrderedDict()
         self._known: OrderedDict[ID, tuple[str, ...]] = OrderedDict()
+        self._seen_ms: dict[ID, int] = {}
+        """When each known peer was last connected here or reported by a peer."""
         self.bans = 0
         self.offences = 0
 
@@ -91,9 +93,21 @@ class PeerBook:
         if addrs or peer not in self._known:
             self._known[peer] = addrs or self._known.get(peer, ())
         self._known.move_to_end(peer)
+        self._seen_ms[peer] = now_ms
         while len(self._known) > KNOWN_PEERS_MAX:
-            self._known.popitem(last=False)
+            gone, _ = self._known.popitem(last=False)
+            self._seen_ms.pop(gone, None)
+
+    def saw(self, peers: Iterable[ID], now_ms: int) -> None:
+        """``peers`` are connected now: they are alive."""
+        for peer in peers:
+            if peer in self._known:
+                self._seen_ms[peer] = now_ms
 
     def known(self) -> dict[ID, tuple[str, ...]]:
         """Known peers and their addresses, least recently heard of first."""
         return dict(self._known)
+
+    def live(self, now_ms: int, live_ms: int) -> set[ID]:
+        """Known peers seen (connected, or reported by a peer) in the last ``live_ms``."""
+        return {p for p, seen in self._seen_ms.items() if now_ms - seen <= live_ms}

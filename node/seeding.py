@@ -30,6 +30,8 @@ from storage.stores import Stores
 log = logging.getLogger("toktok.seeding")
 
 QUEUE_MAX = 1024
+REBALANCE_MAX = 100_000
+"""Videos a rebalance looks at; beyond that the oldest ids wait (a bound, not a plan)."""
 UNDECIDED_MAX = 8192
 ORIGINS_MAX = 10_000
 PROVIDERS_MAX = 16
@@ -53,6 +55,8 @@ class Seeding:
         replicas: int,
         clock: Callable[[], int],
         providers: Providers | None = None,
+        peer_live_ms: int = 600_000,
+        rebalance_s: int = 60,
     ) -> None:
         self._host = host
         self._stores = stores
@@ -64,8 +68,15 @@ class Seeding:
         self._origins: OrderedDict[bytes, ID] = OrderedDict()
         self._queue_send, self._queue = trio.open_memory_channel[bytes](QUEUE_MAX)
         self._undecided_send, self._undecided = trio.open_memory_channel[bytes](UNDECIDED_MAX)
+        self._peer_live_ms = peer_live_ms
+        self._rebalance_s = rebalance_s
+        self._queued: set[bytes] = set()
+        """Videos waiting in the queue or being fetched for seeding."""
+        self._seeding: set[bytes] | None = None
+        """Videos pinned for SEEDING here; read from the store at the first rebalance."""
         self.seeded = 0
         self.failed = 0
+        self.released = 0
 
     def note_origin(self, mid: bytes, origin: ID) -> None:
         """Remember who first gossiped manifest ``mid``: it holds the video."""
@@ -87,16 +98,65 @@ class Seeding:
         # Decided in a task of its own, after the gossip validator that brought the
         # manifest has noted its origin: the creator's node is not one of the R seeders.
         async for mid in self._undecided:
-            me = self._host.get_id()
-            candidates = {p.to_bytes() for p in self._candidates() - {self._origins.get(mid)}}
-            if should_seed(me.to_bytes(), mid, candidates, self._replicas):
-                try:
-                    self._queue_send.send_nowait(mid)
-                except trio.WouldBlock:
-                    log.warning("seeding queue full", extra={"id": mid.hex()})
+            if self._is_seeder(mid, self._candidates()):
+                self._enqueue(mid)
+
+    def _is_seeder(self, mid: bytes, live: set[ID]) -> bool:
+        candidates = {p.to_bytes() for p in live - {self._origins.get(mid)}}
+        return should_seed(self._host.get_id().to_bytes(), mid, candidates, self._replicas)
+
+    def _enqueue(self, mid: bytes) -> bool:
+        if mid in self._queued:
+            return False
+        try:
+            self._queue_send.send_nowait(mid)
+        except trio.WouldBlock:
+            log.warning("seeding queue full", extra={"id": mid.hex()})
+            return False
+        self._queued.add(mid)
+        return True
 
     def _candidates(self) -> set[ID]:
-        return set(self._peers.known()) | set(self._host.get_connected_peers())
+        """The peers placement ranks: those alive lately, and those connected now."""
+        live = self._peers.live(self._clock(), self._peer_live_ms)
+        return live | set(self._host.get_connected_peers())
+
+    async def _rebalance_forever(self) -> None:
+        while True:
+            await trio.sleep(self._rebalance_s)
+            await self.rebalance()
+
+    async def rebalance(self) -> tuple[int, int]:
+        """Compute placement again over the peers alive now: queue the videos this node
+        should seed and lacks (a seeder left, or a download failed), and release the ones
+        it no longer should (the quota may then evict them). Returns (queued, released)."""
+        if self._seeding is None:
+            self._seeding = self._stores.manifests.pinned_videos(PinReason.SEEDING)
+        live = self._candidates()
+        queued = released = 0
+        for count, mid in enumerate(list(self._stores.manifests.ids())[:REBALANCE_MAX]):
+            if count % 100 == 99:
+                await trio.sleep(0)  # placement is hashing: let the node breathe
+            if self._is_seeder(mid, live):
+                if mid not in self._queued and self._lacks(mid):
+                    queued += self._enqueue(mid)
+            elif mid in self._seeding:
+                try:
+                    self._stores.manifests.unpin_video(mid, PinReason.SEEDING)
+                except StoreError as exc:
+                    log.warning("cannot release a video", extra={"error": str(exc)})
+                    continue
+                self._seeding.discard(mid)
+                released += 1
+        self.released += released
+        return queued, released
+
+    def _lacks(self, mid: bytes) -> bool:
+        try:
+            stored = self._stores.manifests.get(mid)
+        except StoreError:
+            return False  # damaged here: `toktok verify` reports it
+        return stored is not None and bool(self._stores.manifests.missing_chunks(stored.manifest))
 
     async def providers(self, mid: bytes, *, lookup: bool) -> list[ID]:
         """Peers to ask for video ``mid``, likeliest holders first: its gossip origin,
@@ -119,6 +179,7 @@ class Seeding:
         out the owner)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._decide)
+            nursery.start_soon(self._rebalance_forever)
             await self._fetch_queued()
 
     async def _fetch_queued(self) -> None:
@@ -126,9 +187,14 @@ class Seeding:
             try:
                 await self.fetch(mid, PinReason.SEEDING, stall_ms=SEEDING_STALL_MS)
                 self.seeded += 1
+                if self._seeding is not None:
+                    self._seeding.add(mid)
             except (SwarmError, StoreError) as exc:  # ManifestError is a StoreError
+                # Tried again at the next rebalance, while this node is still a seeder.
                 self.failed += 1
                 log.info("seeding failed", extra={"id": mid.hex(), "error": str(exc)})
+            finally:
+                self._queued.discard(mid)
 
     async def fetch(
         self,

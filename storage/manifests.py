@@ -137,6 +137,15 @@ class ManifestStore:
         self._kv.write(batch, sync=True)
         return pinned
 
+    def pinned_videos(self, pin: PinReason) -> set[bytes]:
+        """The stored manifests naming a chunk pinned for ``pin``."""
+        found: set[bytes] = set()
+        for cid in self._chunks.pinned(pin):
+            prefix = _key(Prefix.MANIFEST_BY_CHUNK, cid)
+            for key, _ in self._kv.iterate(prefix, include_value=False):
+                found.add(key[len(prefix) :])
+        return found
+
     def unpin_video(self, mid: bytes, pin: PinReason) -> None:
         """Drop ``pin`` from the chunks of stored manifest ``mid`` (the quota may evict them).
 

@@ -214,3 +214,21 @@ def test_metrics_on_loopback_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None
         assert not (node.home / "run" / "control.json").exists()
         with Home(node.home).open() as stores:  # no lock left, nothing to recover
             assert stores.chunks.audit() == []
+
+
+def test_when_a_seeder_leaves_placement_picks_another(tmp_path: Path, sample: Path) -> None:
+    # One seeder besides the creator; peers unseen for 2 s stop counting for placement,
+    # which is computed again every second.
+    with network(tmp_path, 5, replicas=1, peer_live_s=2, rebalance_s=1) as nodes:
+        connected(nodes)
+        creator = nodes[1]
+        video_id = publish(creator, sample)
+        wait_for(lambda: len(seeders_of(nodes, video_id)) >= 2, timeout_s=30, what="seeding")
+        seeder = next(n for n in seeders_of(nodes, video_id) if n is not creator)
+        seeder.kill()
+        others = [n for n in nodes if n is not creator and n is not seeder]
+        wait_for(
+            lambda: any(chunks_complete(n, video_id) for n in others),
+            timeout_s=30,
+            what="a new seeder",
+        )
