@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from enum import IntEnum, unique
 
@@ -154,6 +154,14 @@ class ChunkStore:
         """
         _check_chunk(cid, data)
         return self._put_checked(cid, data, pin, batch)
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        """Hold the chunk store while staging chunk changes into a batch and writing it.
+
+        Another thread's chunk write then waits instead of meeting the unwritten batch
+        (BatchConflict). Reentrant: the staging calls inside take the same lock.
+        """
+        return self._lock
 
     def put_verified(
         self,

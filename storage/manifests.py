@@ -106,13 +106,14 @@ class ManifestStore:
         batch.put(_key(Prefix.MANIFEST, mid), message.raw)
         batch.delete(_key(Prefix.MANIFEST_PENDING, mid))
         self._index(batch, mid, manifest, present=True)
-        for cid in sizes:
-            batch.put(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid), b"")
-            if pin is not None:
-                self._chunks.pin(cid, pin, batch=batch)
-        # A video published here waits for the disk; one from the network need not: lost
-        # in a crash, it comes back by sync.
-        self._kv.write(batch, sync=pin is not None)
+        with self._chunks.exclusive():
+            for cid in sizes:
+                batch.put(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid), b"")
+                if pin is not None:
+                    self._chunks.pin(cid, pin, batch=batch)
+            # A video published here waits for the disk; one from the network need not:
+            # lost in a crash, it comes back by sync.
+            self._kv.write(batch, sync=pin is not None)
         return True
 
     def missing_chunks(self, manifest: VideoManifest) -> list[bytes]:
@@ -125,17 +126,30 @@ class ManifestStore:
         The caller pins again after fetching the rest. Raises :class:`ManifestError` when
         ``mid`` is not stored.
         """
+        return self._set_pins(mid, pin, pinned=True)
+
+    def unpin_video(self, mid: bytes, pin: PinReason) -> None:
+        """Drop ``pin`` from the chunks of stored manifest ``mid`` (the quota may evict them).
+
+        Raises :class:`ManifestError` when ``mid`` is not stored.
+        """
+        self._set_pins(mid, pin, pinned=False)
+
+    def _set_pins(self, mid: bytes, pin: PinReason, *, pinned: bool) -> int:
         stored = self.get(mid)
         if stored is None:
             raise ManifestError(f"no stored video {mid.hex()}")
         batch = Batch()
-        pinned = 0
-        for cid in _chunk_sizes(stored.manifest):
-            if self._chunks.has(cid):
-                self._chunks.pin(cid, pin, batch=batch)
-                pinned += 1
-        self._kv.write(batch, sync=True)
-        return pinned
+        changed = 0
+        with self._chunks.exclusive():
+            for cid in _chunk_sizes(stored.manifest):
+                if not pinned:
+                    self._chunks.unpin(cid, pin, batch=batch)
+                elif self._chunks.has(cid):
+                    self._chunks.pin(cid, pin, batch=batch)
+                    changed += 1
+            self._kv.write(batch, sync=True)
+        return changed
 
     def pinned_videos(self, pin: PinReason) -> set[bytes]:
         """The stored manifests naming a chunk pinned for ``pin``."""
@@ -145,19 +159,6 @@ class ManifestStore:
             for key, _ in self._kv.iterate(prefix, include_value=False):
                 found.add(key[len(prefix) :])
         return found
-
-    def unpin_video(self, mid: bytes, pin: PinReason) -> None:
-        """Drop ``pin`` from the chunks of stored manifest ``mid`` (the quota may evict them).
-
-        Raises :class:`ManifestError` when ``mid`` is not stored.
-        """
-        stored = self.get(mid)
-        if stored is None:
-            raise ManifestError(f"no stored video {mid.hex()}")
-        batch = Batch()
-        for cid in _chunk_sizes(stored.manifest):
-            self._chunks.unpin(cid, pin, batch=batch)
-        self._kv.write(batch, sync=True)
 
     def _check_chunks(self, mid: bytes, sizes: dict[bytes, int]) -> None:
         stored: dict[bytes, int] = {}
@@ -309,9 +310,11 @@ class ManifestStore:
         stored = self.get(mid)
         if stored is not None:
             validate_tombstone_target(tombstone, stored.manifest)
-            self._drop(batch, mid, stored.manifest)
-        batch.put(key, message.raw)
-        self._kv.write(batch, sync=True)
+        with self._chunks.exclusive():
+            if stored is not None:
+                self._drop(batch, mid, stored.manifest)
+            batch.put(key, message.raw)
+            self._kv.write(batch, sync=True)
         return True
 
     def _drop(self, batch: Batch, mid: bytes, manifest: VideoManifest) -> None:

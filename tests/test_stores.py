@@ -1,6 +1,7 @@
 """ManifestStore and SocialStore over both KV backends."""
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -305,3 +306,31 @@ def chunks_of(message: SignedMessage) -> list[bytes]:
     manifest = message.record
     assert isinstance(manifest, VideoManifest)
     return manifest_chunks(manifest)
+
+
+def test_pinning_videos_while_another_thread_writes_chunks(stores: Stores) -> None:
+    # A download writes chunks from a worker thread while the node pins and unpins videos:
+    # neither may meet the other's unwritten batch (BatchConflict).
+    key = account(1)
+    chunks = fake_video(b"pinned", segments=8)
+    put_chunks(stores, chunks)
+    message = sealed_manifest(key, chunks)
+    stores.manifests.put(message, pin=None)
+    others = [bytes([i]) * 2000 for i in range(200)]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for data in others:
+                stores.chunks.put_verified(chunk_id(data), data)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while thread.is_alive():
+        stores.manifests.pin_video(message.id, PinReason.WATCHED)
+        stores.manifests.unpin_video(message.id, PinReason.WATCHED)
+    thread.join()
+    assert errors == []
+    assert all(stores.chunks.has(chunk_id(data)) for data in others)
