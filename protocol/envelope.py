@@ -10,6 +10,7 @@ The message id is ``SHA-256(envelope bytes)``. Verification always runs over the
 were received (``body`` as it came), never over a re-encoding.
 """
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -44,9 +45,9 @@ class SignedMessage:
     envelope: Envelope
     record: Record
 
-    @property
+    @functools.cached_property
     def id(self) -> bytes:
-        """The message id: SHA-256 of the exact envelope bytes."""
+        """The message id: SHA-256 of the exact envelope bytes (hashed once)."""
         return message_id(self.raw)
 
     @property

@@ -6,16 +6,29 @@ rules but the clock's), so a store never writes bytes that say something else th
 message it was handed, and never returns damaged bytes as a message.
 """
 
+import functools
+
 from protocol.envelope import SignedMessage
 from protocol.errors import Reject
 from protocol.validate import reopen_message
 from storage.errors import DamagedRecord, StoreError
 
+REOPENED_MAX = 32
+"""Recently checked envelopes remembered: one message is checked by each store it goes
+into (its kind's store, then the message log) and read back soon after; the check depends
+on the bytes alone, so it is done once for them."""
+
+
+@functools.lru_cache(maxsize=REOPENED_MAX)
+def _reopen(raw: bytes) -> SignedMessage:
+    # Raises Reject, which lru_cache does not remember: damaged bytes are checked each time.
+    return reopen_message(raw)
+
 
 def check_before_write(message: SignedMessage, error: type[StoreError]) -> None:
     """Raise ``error`` unless ``message.raw`` decodes and verifies to ``message.record``."""
     try:
-        again = reopen_message(message.raw)
+        again = _reopen(message.raw)
     except Reject as exc:
         raise error(f"refusing to store an invalid {message.kind}: {exc}") from exc
     if again.record != message.record:
@@ -28,7 +41,7 @@ def read_back(raw: bytes, kind: type, what: str) -> SignedMessage:
     Raises :class:`DamagedRecord` naming ``what`` when the bytes no longer check.
     """
     try:
-        message = reopen_message(raw)
+        message = _reopen(raw)
     except Reject as exc:
         raise DamagedRecord(f"stored {what} is damaged: {exc}") from exc
     if not isinstance(message.record, kind):
