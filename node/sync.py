@@ -35,7 +35,7 @@ import trio
 from libp2p.custom_types import TProtocol
 from libp2p.io.exceptions import IOException
 
-from protocol.codec import check_field, decode_record, encode_record, fld
+from protocol.codec import bin_bytes, check_field, decode_record, encode_record, fld
 from protocol.envelope import ENVELOPE_BYTES_MAX, message_id
 from protocol.errors import DecodeError
 from protocol.itemset import TIMESTAMP_MS_MAX, Bound, Item, ItemSet, MemoryItemSet
@@ -44,7 +44,6 @@ from protocol.reconcilewire import (
     ID_DIFF,
     MESSAGE_BYTES_MAX,
     Message,
-    decode_message,
     encode_message,
 )
 from storage.messages import MessageLog
@@ -183,16 +182,12 @@ def check_frame_length(length: int) -> int:
     return length
 
 
-def _bin_bytes(length: int) -> int:
-    return length + (2 if length <= 0xFF else 3 if length <= 0xFFFF else 5)
-
-
 _ENVELOPES_OVERHEAD_BYTES = len(encode_record(envelopes_frame(()))) + 2
 """An Envelopes frame less its envelopes: the empty one, whose 1-byte array header grows to
 3 bytes for 16 to 256 items."""
-_RECONCILE_FRAME_BYTES_MAX = len(encode_record(error_frame(""))) + _bin_bytes(MESSAGE_BYTES_MAX)
+_RECONCILE_FRAME_BYTES_MAX = len(encode_record(error_frame(""))) + bin_bytes(MESSAGE_BYTES_MAX)
 assert _RECONCILE_FRAME_BYTES_MAX <= FRAME_BYTES_MAX, "every reconciliation message fits a frame"
-_ONE_ENVELOPE_FRAME_BYTES_MAX = _ENVELOPES_OVERHEAD_BYTES + _bin_bytes(ENVELOPE_BYTES_MAX)
+_ONE_ENVELOPE_FRAME_BYTES_MAX = _ENVELOPES_OVERHEAD_BYTES + bin_bytes(ENVELOPE_BYTES_MAX)
 
 
 @dataclass(frozen=True)
@@ -428,7 +423,8 @@ class _Session:
                 self._peer_ended_early = True
                 return frame
             try:
-                message = decode_message(frame.message)
+                # Checked against the rules by receive() itself.
+                message = decode_record(Message, frame.message, bytes_max=MESSAGE_BYTES_MAX)
                 outcome = self._reconciler.receive(message)
             except DecodeError as exc:
                 raise SyncProtocolError(f"bad reconciliation message: {exc}") from exc
@@ -479,7 +475,7 @@ class _Session:
             if raw is None or len(raw) > ENVELOPE_BYTES_MAX:
                 self._withheld += 1
                 continue
-            cost = _bin_bytes(len(raw))
+            cost = bin_bytes(len(raw))
             full = len(batch) == self._limits.envelopes_per_frame_max
             if batch and (full or size + cost > self._limits.frame_bytes_max):
                 await self._push_batch(batch)

@@ -350,3 +350,27 @@ def _decoder(cls: type) -> Decoder:
         decoder = compile_decoder(cls, spec.fields, spec.names, _decoder)
         _DECODERS[cls] = decoder
     return decoder
+
+
+# Encoded sizes, computed without encoding (a sender sizes what it sends piece by piece).
+
+
+def uint_bytes(value: int) -> int:
+    """Bytes of the canonical encoding of the unsigned integer ``value``."""
+    if value < 0x80:
+        return 1
+    if value <= 0xFF:
+        return 2
+    if value <= 0xFFFF:
+        return 3
+    return 5 if value <= 0xFFFF_FFFF else 9
+
+
+def bin_bytes(length: int) -> int:
+    """Bytes of the canonical encoding of a byte string of ``length`` bytes."""
+    return length + (2 if length <= 0xFF else 3 if length <= 0xFFFF else 5)
+
+
+def array_header_bytes(count: int) -> int:
+    """Bytes of the header of an array of ``count`` items."""
+    return 1 if count <= 15 else 3 if count <= 0xFFFF else 5

@@ -13,7 +13,7 @@ the protocol version; docs/protocol.md ("Gossip") specifies all of this byte by 
 import hashlib
 from collections.abc import Sequence
 
-from protocol.codec import decode, encode
+from protocol.codec import array_header_bytes, bin_bytes, decode, encode
 from protocol.errors import DecodeError
 from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, VideoManifest
 
@@ -57,15 +57,7 @@ def encode_batch(envelopes: Sequence[bytes]) -> bytes:
 
 def batch_bytes(envelope_sizes: Sequence[int]) -> int:
     """The size of a batch of envelopes of these sizes, without building it."""
-    return _array_header(len(envelope_sizes)) + sum(_bin_header(n) + n for n in envelope_sizes)
-
-
-def _array_header(n: int) -> int:
-    return 1 if n < 16 else 3 if n < 2**16 else 5
-
-
-def _bin_header(n: int) -> int:
-    return 2 if n < 2**8 else 3 if n < 2**16 else 5
+    return array_header_bytes(len(envelope_sizes)) + sum(map(bin_bytes, envelope_sizes))
 
 
 def decode_batch(data: bytes) -> list[bytes]:

@@ -13,7 +13,15 @@ follows every rule of :func:`check_message`; docs/sync.md specifies the bytes.
 import dataclasses
 from dataclasses import dataclass
 
-from protocol.codec import U64_MAX, decode_record, encode_record, fld
+from protocol.codec import (
+    U64_MAX,
+    array_header_bytes,
+    bin_bytes,
+    decode_record,
+    encode_record,
+    fld,
+    uint_bytes,
+)
 from protocol.errors import DecodeError
 from protocol.itemset import BOUND_MIN, FINGERPRINT_LEN, ID_LEN, Bound
 
@@ -189,24 +197,6 @@ def _check_mode(range_: Range, where: str) -> None:
 # Encoded sizes, computed without encoding: a sender sizes its reply range by range.
 
 
-def _uint_bytes(value: int) -> int:
-    if value < 0x80:
-        return 1
-    if value <= 0xFF:
-        return 2
-    if value <= 0xFFFF:
-        return 3
-    return 5 if value <= 0xFFFF_FFFF else 9
-
-
-def _bin_bytes(length: int) -> int:
-    return length + (2 if length <= 0xFF else 3 if length <= 0xFFFF else 5)
-
-
-def _array_header_bytes(count: int) -> int:
-    return 1 if count <= 15 else 3 if count <= 0xFFFF else 5
-
-
 def _map_keys_bytes(cls: type) -> int:
     # A fixmap (records have under 16 fields) and each key as a fixstr (ASCII, under 32).
     return 1 + sum(1 + len(field.name) for field in dataclasses.fields(cls))
@@ -220,29 +210,29 @@ def range_bytes(range_: Range) -> int:
     """The encoded size of ``range_``."""
     return (
         _RANGE_KEYS_BYTES
-        + _uint_bytes(range_.ts)
-        + _bin_bytes(len(range_.prefix))
-        + _uint_bytes(range_.mode)
-        + _bin_bytes(len(range_.fp))
-        + _array_header_bytes(len(range_.ids))
-        + len(range_.ids) * _bin_bytes(ID_LEN)
+        + uint_bytes(range_.ts)
+        + bin_bytes(len(range_.prefix))
+        + uint_bytes(range_.mode)
+        + bin_bytes(len(range_.fp))
+        + array_header_bytes(len(range_.ids))
+        + len(range_.ids) * bin_bytes(ID_LEN)
     )
 
 
 def range_bytes_max(ids: int) -> int:
     """The largest encoded size of a range carrying ``ids`` ids."""
-    fixed = _RANGE_KEYS_BYTES + _uint_bytes(U64_MAX) + _bin_bytes(PREFIX_LEN_MAX)
-    fixed += _uint_bytes(MODE_MAX) + _bin_bytes(FINGERPRINT_LEN)
-    return fixed + _array_header_bytes(ids) + ids * _bin_bytes(ID_LEN)
+    fixed = _RANGE_KEYS_BYTES + uint_bytes(U64_MAX) + bin_bytes(PREFIX_LEN_MAX)
+    fixed += uint_bytes(MODE_MAX) + bin_bytes(FINGERPRINT_LEN)
+    return fixed + array_header_bytes(ids) + ids * bin_bytes(ID_LEN)
 
 
 def message_overhead_bytes_max(ranges: int) -> int:
     """The encoded size of a message of up to ``ranges`` ranges, less the ranges'."""
-    return _MESSAGE_KEYS_BYTES + _uint_bytes(VERSION) + _array_header_bytes(ranges)
+    return _MESSAGE_KEYS_BYTES + uint_bytes(VERSION) + array_header_bytes(ranges)
 
 
 def message_bytes(message: Message) -> int:
     """The encoded size of ``message``, as :func:`encode_message` would give it."""
-    overhead = _MESSAGE_KEYS_BYTES + _uint_bytes(message.version)
-    overhead += _array_header_bytes(len(message.ranges))
+    overhead = _MESSAGE_KEYS_BYTES + uint_bytes(message.version)
+    overhead += array_header_bytes(len(message.ranges))
     return overhead + sum(range_bytes(range_) for range_ in message.ranges)
