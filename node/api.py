@@ -18,20 +18,17 @@ from libp2p.peer.peerstore import PeerStoreError
 from node.control import ControlError, ControlServer
 from node.daemon import Node
 from node.gossip import wall_ms
-from node.home import HomeError, unlock_account
+from node.home import HomeError, default_account, unlock_account
 from node.ingest import Verdict
-from node.publish import PublishMeta, check_meta, finish_publish
+from node.publish import PublishMeta, check_meta, finish_publish, follow_message
 from node.render import manifest_json
 from node.swarm import SwarmError
 from node.video import VideoError, ingest
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
-from protocol.envelope import seal
 from protocol.errors import ProtocolError
-from protocol.kinds import Follow, Unfollow
-from protocol.validate import validate_record
 from storage.chunks import PinReason
 from storage.errors import ManifestError, StoreError, WrongPassphrase
-from storage.manifests import manifest_chunks
+from storage.manifests import StoredManifest
 
 log = logging.getLogger("toktok.api")
 
@@ -79,6 +76,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
             "released": node.seeding.released,
             "ingest": {v.value: n for v, n in node.ingest.counts.items()},
             "chunks_served": node.swarm_stats.chunks_served,
+            "chunk_streams_refused": node.swarm_stats.requests_refused,
             "dht_provided": node.providers.provided,
             "dht_found": node.providers.found,
             "dht_routing_table": node.providers.dht.get_routing_table_size(),
@@ -113,8 +111,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
         out = []
         for stored in node.stores.manifests.recent(limit=limit):
             item = manifest_json(stored)
-            missing = node.stores.manifests.missing_chunks(stored.manifest)
-            item["chunks_held"] = len(manifest_chunks(stored.manifest)) - len(missing)
+            item["chunks_held"] = node.stores.manifests.chunks_held(stored.manifest)
             out.append(item)
         return {"videos": out}
 
@@ -131,7 +128,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
         return await _social(node, params, following=False)
 
     async def following(params: dict[str, Any]) -> dict[str, Any]:
-        key = _unlock_public(node, params)
+        key = _default_public_key(node)
         return {"following": [account_to_text(t) for t in node.stores.social.following(key)]}
 
     async def message(params: dict[str, Any]) -> dict[str, Any]:
@@ -192,9 +189,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
     server.route("fetch", fetch)
 
 
-def _unlock_public(node: Node, params: dict[str, Any]) -> bytes:
-    from node.home import default_account
-
+def _default_public_key(node: Node) -> bytes:
     try:
         _, public_key = default_account(node.stores)
     except HomeError as exc:
@@ -208,14 +203,10 @@ async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dic
     except InvalidAccount as exc:
         raise ControlError(str(exc)) from exc
     key = _unlock(node, params)
-    now = wall_ms()
-    cls = Follow if following else Unfollow
-    record = cls(author=key.public_key, created_ms=now, target=target)
     try:
-        validate_record(record, now)
+        message = follow_message(key, target, following=following, now_ms=wall_ms())
     except ProtocolError as exc:
         raise ControlError(str(exc)) from exc
-    message = seal(key, record)
     node.stores.social.apply(message)
     node.ingest.add_own(message, wall_ms())
     node.gossip.publish(message.raw, message.kind)
@@ -271,9 +262,9 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
             node.ingest.add_own(message, wall_ms())
             node.gossip.publish(message.raw, message.kind)
             node.nursery.start_soon(node.providers.provide, message.id)
-            stored = node.stores.manifests.get(message.id)
-            assert stored is not None
-            await send.send({"result": {"id": message.id.hex(), "video": manifest_json(stored)}})
+            # Just stored and checked: rendered from the message, not read back.
+            video = manifest_json(StoredManifest(message))
+            await send.send({"result": {"id": message.id.hex(), "video": video}})
 
     node.nursery.start_soon(work)
     return receive
@@ -299,9 +290,7 @@ def _fetch(node: Node, mid: bytes) -> trio.MemoryReceiveChannel[dict[str, Any]]:
             except (SwarmError, ManifestError, StoreError) as exc:
                 await send.send({"error": str(exc)})
                 return
-            held = len(manifest_chunks(manifest)) - len(
-                node.stores.manifests.missing_chunks(manifest)
-            )
+            held = node.stores.manifests.chunks_held(manifest)
             await send.send({"result": {"id": mid.hex(), "chunks_held": held}})
 
     node.nursery.start_soon(work)

@@ -22,15 +22,13 @@ from node.config import NodeConfig, write_config
 from node.home import Home, HomeError, default_account, unlock_account
 from node.logs import setup_logging
 from node.progress import progress_bar as shared_progress_bar
-from node.publish import PublishMeta, publish_file
+from node.publish import PublishMeta, follow_message, publish_file
 from node.render import duration_text, manifest_json, total_bytes
 from node.video import VideoError, export, write_sample
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.cid import cid_to_text
-from protocol.envelope import SignedMessage, seal
+from protocol.envelope import SignedMessage
 from protocol.errors import ProtocolError
-from protocol.kinds import Follow, Unfollow
-from protocol.validate import validate_record
 from storage.errors import DamagedRecord, StoreError
 from storage.kv import Batch
 from storage.manifests import StoredManifest, manifest_chunks
@@ -181,10 +179,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         with progress_bar() as update:
             message = publish_file(stores, key, args.file, meta, now_ms=now_ms(), progress=update)
         log_own(stores, message)
-        stored = stores.manifests.get(message.id)
-        assert stored is not None
-        if args.json:
-            out.print_json(json.dumps(manifest_json(stored)))
+    if args.json:
+        out.print_json(json.dumps(manifest_json(StoredManifest(message))))
     print(message.id.hex())
     return 0
 
@@ -235,8 +231,7 @@ def cmd_videos(args: argparse.Namespace) -> int:
             videos = []
             for stored in stores.manifests.recent(limit=args.limit):
                 item = manifest_json(stored)
-                missing = stores.manifests.missing_chunks(stored.manifest)
-                item["chunks_held"] = len(manifest_chunks(stored.manifest)) - len(missing)
+                item["chunks_held"] = stores.manifests.chunks_held(stored.manifest)
                 videos.append(item)
     if args.json:
         out.print_json(json.dumps(videos))
@@ -343,7 +338,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             assert stored is not None
             # Videos from the network are held in part or not at all; our own are whole.
             own = stored.manifest.author in own_keys
-            if own and stores.manifests.missing_chunks(stored.manifest):
+            if own and not stores.manifests.has_all_chunks(stored.manifest):
                 problems.append(f"incomplete video {mid.hex()}")
         problems.extend(stores.chunks.audit())
     for line in problems:
@@ -373,10 +368,7 @@ def _social(args: argparse.Namespace, follow: bool) -> int:
         return 0
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.as_account)
-        cls = Follow if follow else Unfollow
-        record = cls(author=key.public_key, created_ms=now_ms(), target=target)
-        validate_record(record, now_ms())
-        message = seal(key, record)
+        message = follow_message(key, target, following=follow, now_ms=now_ms())
         stores.social.apply(message)
         log_own(stores, message)
     say(f"{'following' if follow else 'no longer following'} {args.account}")

@@ -73,7 +73,6 @@ class GossipService:
         self._offence = trio.Event()
         self.batches_in = 0
         self.batches_out = 0
-        self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -169,7 +168,6 @@ class GossipService:
                     await self._pubsub.publish(topic, data)
                     self.bytes_out += len(data)
                     self.batches_out += 1
-                    self.messages_out += len(batch)
 
 
 def _take_batch(queue: list[bytes]) -> list[bytes]:

@@ -18,8 +18,8 @@ from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
 from protocol.codec import check_field
 from protocol.envelope import SignedMessage, seal
-from protocol.kinds import ChunkRef, Rendition, SegmentRef, VideoManifest
-from protocol.validate import validate_message, validate_tags, validate_title
+from protocol.kinds import ChunkRef, Follow, Rendition, SegmentRef, Unfollow, VideoManifest
+from protocol.validate import validate_message, validate_record, validate_tags, validate_title
 from storage.chunks import PinReason
 from storage.errors import StoreError
 from storage.manifests import manifest_chunks
@@ -177,3 +177,17 @@ def finish_publish(
     validate_message(message.raw, now_ms)
     store_video(stores, result, message, progress=progress)
     return message
+
+
+def follow_message(
+    key: AccountKey, target: bytes, *, following: bool, now_ms: int
+) -> SignedMessage:
+    """A signed follow (or unfollow) of ``target`` by ``key``'s account, made now.
+
+    Raises ``protocol.errors.ProtocolError`` subclasses when a rule refuses it (an account
+    following itself).
+    """
+    cls = Follow if following else Unfollow
+    record = cls(author=key.public_key, created_ms=now_ms, target=target)
+    validate_record(record, now_ms)
+    return seal(key, record)

@@ -65,6 +65,7 @@ class Seeding:
         self._replicas = replicas
         self._clock = clock
         self._dht = providers
+        self._me = host.get_id().to_bytes()
         self._origins: OrderedDict[bytes, ID] = OrderedDict()
         self._queue_send, self._queue = trio.open_memory_channel[bytes](QUEUE_MAX)
         self._undecided_send, self._undecided = trio.open_memory_channel[bytes](UNDECIDED_MAX)
@@ -101,9 +102,11 @@ class Seeding:
             if self._is_seeder(mid, self._candidates()):
                 self._enqueue(mid)
 
-    def _is_seeder(self, mid: bytes, live: set[ID]) -> bool:
-        candidates = {p.to_bytes() for p in live - {self._origins.get(mid)}}
-        return should_seed(self._host.get_id().to_bytes(), mid, candidates, self._replicas)
+    def _is_seeder(self, mid: bytes, live: set[bytes]) -> bool:
+        """Whether this node is one of the seeders of ``mid`` among ``live`` (binary ids)."""
+        origin = self._origins.get(mid)
+        candidates = live - {origin.to_bytes()} if origin is not None else live
+        return should_seed(self._me, mid, candidates, self._replicas)
 
     def _enqueue(self, mid: bytes) -> bool:
         if mid in self._queued:
@@ -116,10 +119,11 @@ class Seeding:
         self._queued.add(mid)
         return True
 
-    def _candidates(self) -> set[ID]:
-        """The peers placement ranks: those alive lately, and those connected now."""
+    def _candidates(self) -> set[bytes]:
+        """The peers placement ranks, as binary ids: those alive lately, and those
+        connected now."""
         live = self._peers.live(self._clock(), self._peer_live_ms)
-        return live | set(self._host.get_connected_peers())
+        return {p.to_bytes() for p in live | set(self._host.get_connected_peers())}
 
     async def _rebalance_forever(self) -> None:
         while True:
@@ -156,7 +160,7 @@ class Seeding:
             stored = self._stores.manifests.get(mid)
         except StoreError:
             return False  # damaged here: `toktok verify` reports it
-        return stored is not None and bool(self._stores.manifests.missing_chunks(stored.manifest))
+        return stored is not None and not self._stores.manifests.has_all_chunks(stored.manifest)
 
     async def providers(self, mid: bytes, *, lookup: bool) -> list[ID]:
         """Peers to ask for video ``mid``, likeliest holders first: its gossip origin,

@@ -81,14 +81,16 @@ class UploadLimit:
             raise ValueError("an upload limit is at least 1 byte per second")
         self._rate = bytes_per_second
         self._tokens = float(bytes_per_second)
-        self._stamp = trio.current_time()
+        self._stamp: float | None = None
+        """trio's clock at the last take; None before the first (made outside trio)."""
         self._lock = trio.Lock()
 
     async def take(self, n: int) -> None:
         """Wait until ``n`` bytes may be sent (one at a time, in arrival order)."""
         async with self._lock:
             now = trio.current_time()
-            self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
+            elapsed = 0.0 if self._stamp is None else now - self._stamp
+            self._tokens = min(self._rate, self._tokens + elapsed * self._rate)
             self._stamp = now
             self._tokens -= n
             if self._tokens < 0:

@@ -120,6 +120,16 @@ class ManifestStore:
         """The chunks of ``manifest`` not in the chunk store, in manifest order."""
         return [cid for cid in _chunk_sizes(manifest) if not self._chunks.has(cid)]
 
+    def has_all_chunks(self, manifest: VideoManifest) -> bool:
+        """True when every chunk of ``manifest`` is in the chunk store (stops at the first
+        missing one: most videos a node knows, it holds none of)."""
+        return all(self._chunks.has(cid) for cid in _chunk_sizes(manifest))
+
+    def chunks_held(self, manifest: VideoManifest) -> int:
+        """How many of the chunks ``manifest`` lists are in the chunk store, as
+        ``len(manifest_chunks(...))`` counts them."""
+        return len(manifest_chunks(manifest)) - len(self.missing_chunks(manifest))
+
     def pin_video(self, mid: bytes, pin: PinReason) -> int:
         """Pin for ``pin`` every chunk of stored manifest ``mid`` held now; return how many.
 
@@ -322,7 +332,9 @@ class ManifestStore:
         self._index(batch, mid, manifest, present=False)
         for cid in _chunk_sizes(manifest):
             batch.delete(_key(Prefix.MANIFEST_BY_CHUNK, cid, mid))
-            if self._named(cid, besides=mid):
+            # Most videos from the network have no chunk held here: check that first, as
+            # recover() does, before the index scan and the pins read.
+            if not self._chunks.has(cid) or self._named(cid, besides=mid):
                 continue
             try:
                 reasons = self._chunks.pins(cid)
