@@ -83,4 +83,13 @@ class Withdrawn(ManifestError):
 
 
 class DamagedRecord(StoreCorrupt):
-    """A stored record (manifest, tombstone, social event) failed its check on read."""
+    """A stored record (manifest, tombstone, social event, ledger entry) failed its check
+    on read."""
+
+
+class LedgerError(StoreError):
+    """A ledger change that cannot be stored as asked; nothing of it is staged."""
+
+
+class WrongNetwork(LedgerError):
+    """The store holds the ledger of another network (another genesis)."""

@@ -53,7 +53,8 @@ class Prefix(IntEnum):
     # Every message the node holds for anti-entropy sync (storage/messages.py), any kind:
     # MESSAGE + message id -> created_ms (u64) + signed envelope bytes. A withdrawn video's
     # manifest keeps its entry with the created_ms alone (8 bytes): a placeholder that stays
-    # in the sync set but is never served.
+    # in the sync set but is never served. A ledger certificate is an item too:
+    # MESSAGE + order id -> the order's created_ms (u64) + the certificate's bytes.
     MESSAGE = 0x26
     # The sync set in item order: MESSAGE_BY_TIME + created_ms (u64) + message id -> b"".
     MESSAGE_BY_TIME = 0x27
@@ -76,6 +77,29 @@ class Prefix(IntEnum):
     # Node settings set at run time: CONFIG + name (UTF-8) -> value (UTF-8).
     CONFIG = 0x50
 
+    # The token ledger replica (storage/ledger.py). Accounts, tokens and order ids are 32
+    # bytes; an absent entry means sequence 0, a zero balance, no token, no lock.
+    # Next sequence number per account: LEDGER_SEQ + account -> u64.
+    LEDGER_SEQ = 0x60
+    # Balance per (account, token), never zero (a zero balance is deleted):
+    # LEDGER_BALANCE + account + token id -> u64.
+    LEDGER_BALANCE = 0x61
+    # Tokens: LEDGER_TOKEN + token id -> canonical bytes of protocol.ledger.TokenInfo.
+    LEDGER_TOKEN = 0x62
+    # The order applied at each (account, seq): LEDGER_SLOT + account + seq (u64) -> order id.
+    LEDGER_SLOT = 0x63
+    # A validator's votes: LEDGER_LOCK + account + seq (u64) -> order id. Written (synced)
+    # before a vote leaves the node; deleted when the slot is applied.
+    LEDGER_LOCK = 0x64
+    # Orders that move an account's tokens (it sends, receives, swaps or creates), in apply
+    # order: LEDGER_HISTORY + account + position (u64) -> order id.
+    LEDGER_HISTORY = 0x65
+    # Every applied certificate in apply order: LEDGER_LOG + position (u64) -> order id. The
+    # certificate's bytes are in the message log (MESSAGE + order id), a sync item.
+    LEDGER_LOG = 0x66
+    # Where each applied order lies in LEDGER_LOG: LEDGER_POSITION + order id -> u64.
+    LEDGER_POSITION = 0x67
+
     # Retired values go here, commented out, with the schema version that retired them and
     # why (``# NAME = 0x.. retired in schema N: ...``); none yet.
 
@@ -84,6 +108,11 @@ class Prefix(IntEnum):
 META_SCHEMA = b"schema"
 # The chunk store's counters: msgpack [used_bytes, count, pinned_bytes].
 META_CHUNK_COUNTERS = b"chunk_counters"
+# The ledger's genesis: its exact canonical bytes (protocol/genesis.py); the network id is
+# their hash. Written once, with the genesis state, by LedgerStore.init_genesis.
+META_LEDGER_GENESIS = b"ledger_genesis"
+# How many certificates the ledger has applied (u64): the next LEDGER_LOG position.
+META_LEDGER_APPLIED = b"ledger_applied"
 
 U64_MAX = 2**64 - 1
 TICK_BYTES = 8

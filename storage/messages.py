@@ -12,14 +12,23 @@ placeholder: the set still holds ``(created_ms, id)``, so two nodes that both kn
 withdrawal reconcile to equal sets, and the manifest is never served nor taken back.
 :meth:`MessageLog.has` is True for a placeholder and :meth:`MessageLog.get` returns None.
 
+Ledger certificates are items too (:meth:`MessageLog.stage_certificate`): the id is the
+certificate's order id, the timestamp the order's ``created_ms``, the bytes the
+certificate's own. They are not envelopes: the ledger verified their votes before applying
+them, and a read checks only that the bytes still decode to the certificate of that order.
+
 Writes are staged into the caller's :class:`~storage.kv.Batch`, to be written with the
 caller's own store changes in one atomic write.
 """
 
 from collections.abc import Iterator
 
+from protocol.certs import CERTIFICATE_BYTES_MAX, Certificate, CertificateWire, is_certificate
+from protocol.codec import decode_record
 from protocol.envelope import SignedMessage
+from protocol.errors import DecodeError
 from protocol.itemset import ID_LEN, TIMESTAMP_MS_MAX
+from protocol.orders import ORDER_BYTES_MAX, ORDER_TYPES, order_id
 from storage.errors import DamagedRecord, StoreError
 from storage.keys import Prefix, u64
 from storage.keys import key as _key
@@ -85,6 +94,19 @@ class MessageLog:
         self._stage_item(batch, mid, created_ms, b"")
         return True
 
+    def stage_certificate(self, batch: Batch, cert: Certificate) -> bool:
+        """Stage the ledger certificate ``cert`` into ``batch``; return whether it is new.
+
+        Its votes are not checked again (the ledger checked them before applying it). Raises
+        :class:`StoreError` when its bytes do not begin as a certificate's or its timestamp
+        lies outside the sync item space; nothing is staged then.
+        """
+        check_certificate_item(cert, StoreError)
+        if read_through(self._kv, _key(Prefix.MESSAGE, cert.order_id), batch) is not None:
+            return False
+        self._stage_item(batch, cert.order_id, cert.created_ms, cert.raw)
+        return True
+
     def _stage_item(self, batch: Batch, mid: bytes, created_ms: int, raw: bytes) -> None:
         ms = u64(created_ms)
         batch.put(_key(Prefix.MESSAGE, mid), ms + raw)
@@ -95,10 +117,12 @@ class MessageLog:
         return self._kv.get(_key(Prefix.MESSAGE, mid)) is not None
 
     def get(self, mid: bytes) -> bytes | None:
-        """The exact envelope bytes of message ``mid``; None if unknown or a placeholder.
+        """The exact bytes of item ``mid`` (an envelope or a certificate); None if unknown
+        or a placeholder.
 
-        The bytes are decoded and their signature verified again before they are returned.
-        Raises :class:`DamagedRecord` when they no longer check, or are not the message
+        An envelope is decoded and its signature verified again before it is returned; a
+        certificate is decoded and its order id and timestamp compared with the entry's.
+        Raises :class:`DamagedRecord` when the bytes no longer check, or are not the message
         their key and timestamp say.
         """
         value = self._kv.get(_key(Prefix.MESSAGE, mid))
@@ -107,6 +131,9 @@ class MessageLog:
         created_ms, raw = _split_value(mid, value)
         if not raw:
             return None
+        if is_certificate(raw):
+            _check_certificate_read(mid, created_ms, raw)
+            return raw
         message = read_back(raw, object, f"message {mid.hex()}")
         if message.id != mid:
             raise DamagedRecord(f"stored message {mid.hex()} is not what its key says")
@@ -144,3 +171,32 @@ def _split_value(mid: bytes, value: bytes) -> tuple[int, bytes]:
     if len(value) < _MS_BYTES:
         raise DamagedRecord(f"stored message {mid.hex()} is damaged: {len(value)} bytes")
     return int.from_bytes(value[:_MS_BYTES], "big"), value[_MS_BYTES:]
+
+
+def check_certificate_item(cert: Certificate, error: type[StoreError]) -> None:
+    """Raise ``error`` unless ``cert`` can be a sync item: bytes that begin as a
+    certificate's, a 32-byte order id and a timestamp inside the item space."""
+    if not is_certificate(cert.raw):
+        raise error(f"refusing to store order {cert.order_id.hex()}: not certificate bytes")
+    if len(cert.order_id) != ID_LEN:
+        raise error(f"a certificate's order id is {ID_LEN} bytes, not {len(cert.order_id)}")
+    if not 0 <= cert.created_ms <= TIMESTAMP_MS_MAX:
+        raise error(f"certificate created_ms {cert.created_ms} exceeds {TIMESTAMP_MS_MAX}")
+
+
+def _check_certificate_read(mid: bytes, created_ms: int, raw: bytes) -> None:
+    """Raise :class:`DamagedRecord` unless ``raw`` decodes as the certificate of order
+    ``mid``, created at ``created_ms`` (a structural check; the votes are not verified)."""
+    what = f"stored certificate {mid.hex()}"
+    try:
+        wire = decode_record(CertificateWire, raw, bytes_max=CERTIFICATE_BYTES_MAX)
+        cls = ORDER_TYPES.get(wire.kind)
+        if cls is None:
+            raise DamagedRecord(f"{what} has an unknown order kind {wire.kind[:16]!r}")
+        order = decode_record(cls, wire.order, bytes_max=ORDER_BYTES_MAX)
+    except DecodeError as exc:
+        raise DamagedRecord(f"{what} is damaged: {exc}") from exc
+    if order_id(wire.kind, wire.order) != mid:
+        raise DamagedRecord(f"{what} is not what its key says")
+    if order.created_ms != created_ms:
+        raise DamagedRecord(f"{what} has another created_ms")

@@ -8,7 +8,9 @@ from storage.errors import StoreCorrupt, StoreError
 from storage.keys import META_SCHEMA, Prefix, key, meta_key
 from storage.keystore import Keystore
 from storage.kv import KV, Batch, LevelDBKV, MemoryKV
+from storage.ledger import LedgerStore
 from storage.manifests import ManifestStore
+from storage.messages import MessageLog
 from storage.social import SocialStore
 
 SCHEMA_VERSION = 1
@@ -32,7 +34,8 @@ def _check_schema(kv: KV) -> None:
 
 
 class Stores:
-    """The chunk, manifest, social and key stores of one node, sharing one KV."""
+    """The chunk, manifest, social, key and ledger stores and the message log of one node,
+    sharing one KV."""
 
     def __init__(self, kv: KV, *, quota_bytes: int | None = None) -> None:
         """Raises StoreError for a store written by a newer schema; undoes crashed publishes."""
@@ -42,6 +45,8 @@ class Stores:
         self.manifests = ManifestStore(kv, self.chunks)
         self.social = SocialStore(kv)
         self.keystore = Keystore(kv)
+        self.messages = MessageLog(kv)
+        self.ledger = LedgerStore(kv, self.messages)
         self.manifests.recover()
 
     @classmethod
