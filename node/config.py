@@ -61,6 +61,11 @@ class NodeConfig:
     """Store DHT records for others; a node others cannot dial should say false."""
     bootstrap_role: bool = False
     """Run as a bootstrap node: DHT server and peer exchange for newcomers."""
+    genesis: str = ""
+    """The network's genesis.bin (relative to the home unless absolute); "": no ledger."""
+    validator_key: str = ""
+    """This node's validator key file (relative to the home unless absolute), which must
+    hold a key of the genesis committee; "": not a validator."""
     gossip: GossipConfig = field(default_factory=GossipConfig)
 
     def override(self, **changes: Any) -> "NodeConfig":
@@ -87,6 +92,11 @@ class NodeConfig:
         for name in (*names, "peer_live_s", "rebalance_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: at least 1")
+        for name in ("genesis", "validator_key"):
+            if getattr(self, name) != getattr(self, name).strip():
+                raise ConfigError(f"{name}: a path without leading or trailing spaces")
+        if self.validator_key and not self.genesis:
+            raise ConfigError("validator_key: a validator needs the network's genesis too")
         g = self.gossip
         if not 1 <= g.degree_low <= g.degree <= g.degree_high:
             raise ConfigError("gossip: degree_low <= degree <= degree_high, all at least 1")

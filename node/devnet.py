@@ -1,6 +1,6 @@
 """``toktok devnet``: a local test network, N node processes on 127.0.0.1, until interrupted.
 
-    toktok devnet [--nodes N] [--sample] [--base-port P] [--dir DIR]
+    toktok devnet [--nodes N] [--validators V] [--sample] [--base-port P] [--dir DIR]
 
 DIR (default ``./devnet``) holds::
 
@@ -8,15 +8,23 @@ DIR (default ``./devnet``) holds::
     DIR/n1 ... DIR/nN    the node homes: n1 is the bootstrap node, the others join through it
     DIR/logs/nK.log      each node's log (JSON lines), rewritten on every run
     DIR/sample.mp4       the sample video (--sample), published on n1
+    DIR/genesis.bin, DIR/genesis.json, DIR/validators/validator-K.key
+                         the ledger's genesis, as ``toktok network init`` writes it
 
-A later run reuses the homes it finds (same peer ids, accounts and stored videos) and makes
-the missing ones; an empty folder is taken, and any other folder without the marker is
-refused, so the devnet never writes into what it did not make. Nodes listen on ports P,
-P+1, ... (free ports when P is not given), each with a free control port that its home's
-``run/control.json`` names while it runs: ``toktok --home DIR/n2 videos`` talks to n2.
+The genesis has V validators (default: min(4, N)) and gives every node's default account
+ALLOCATION base units of the platform token. Every home's node.toml names the genesis, and
+n1 ... nV's name their validator key (validator-K.key is nK's, committee seat K-1).
 
-Accounts are encrypted with ``$TOKTOK_PASSPHRASE``, or else with :data:`DEVNET_PASSPHRASE`,
-which is public (it is written here): for test networks on your own machine only.
+A later run reuses the homes it finds (same peer ids, accounts and stored videos) and the
+genesis (nodes added since hold no allocation), and makes the missing homes; an empty
+folder is taken, and any other folder without the marker is refused, so the devnet never
+writes into what it did not make. Nodes listen on ports P, P+1, ... (free ports when P is
+not given), each with a free control port that its home's ``run/control.json`` names while
+it runs: ``toktok --home DIR/n2 videos`` talks to n2.
+
+Accounts and validator keys are encrypted with ``$TOKTOK_PASSPHRASE``, or else with
+:data:`DEVNET_PASSPHRASE`, which is public (it is written here): for test networks on your
+own machine only.
 
 Output: progress, the table of nodes and what to try go to stderr; stdout carries JSON
 lines only, for scripts::
@@ -56,12 +64,23 @@ from rich.table import Table
 from rich.text import Text
 
 from node.clinode import RemoteError, stream
-from node.config import ConfigError, NodeConfig, load_config, write_config
+from node.config import (
+    CONFIG_FILE,
+    ConfigError,
+    NodeConfig,
+    load_config,
+    render_config,
+    write_config,
+)
 from node.controlclient import ControlClient, ControlClientError, NodeNotRunning
-from node.home import Home, HomeError
+from node.home import Home, HomeError, default_account
+from node.ledgerconfig import load_genesis, load_validator_key
 from node.progress import progress_bar
 from node.video import VideoError, write_sample
+from protocol.accounts import account_to_text
+from protocol.genesis import decode_genesis
 from storage.errors import StoreError
+from storage.keyfile import KeyFileError
 
 DEVNET_MARKER = ".toktok-devnet"
 """A file in every devnet folder: a later run (or a person) knows the folder is ours."""
@@ -76,6 +95,16 @@ SAMPLE_HEIGHT = 720
 SAMPLE_TITLE = "toktok devnet sample"
 HOST = "127.0.0.1"
 NODES_MAX = 32
+VALIDATORS_DEFAULT_MAX = 4
+GENESIS_FILE = "genesis.bin"
+"""Where ``toktok network init --out DIR`` writes the genesis (named as in
+bootstrap/genesis.py, which node/ cannot import)."""
+VALIDATORS_DIR = "validators"
+"""Where it writes validator-K.key, the key of committee seat K-1."""
+NETWORK_NAME = "devnet"
+ALLOCATION = 1_000_000_000
+"""Platform tokens, in base units, that the genesis gives every node's default account."""
+NETWORK_INIT_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 60.0
 SPREAD_TIMEOUT_S = 30.0
@@ -107,6 +136,8 @@ class DevnetOptions:
     sample: bool = False
     passphrase: str | None = None
     """None: DEVNET_PASSPHRASE."""
+    validators: int | None = None
+    """The genesis committee's size; None: min(VALIDATORS_DEFAULT_MAX, nodes)."""
     log_level: str | None = None
     """Passed to every node's ``--log-level``."""
     json_lines: bool = True
@@ -216,6 +247,17 @@ def check_nodes(count: int) -> None:
         raise DevnetError(f"--nodes: 1 to {NODES_MAX}, not {count}")
 
 
+def validator_count(options: "DevnetOptions") -> int:
+    """The committee size of a new genesis. Raises DevnetError unless 1 to the node count."""
+    if options.validators is None:
+        return min(VALIDATORS_DEFAULT_MAX, options.nodes)
+    if not 1 <= options.validators <= options.nodes:
+        raise DevnetError(
+            f"--validators: 1 to {options.nodes} (the node count), not {options.validators}"
+        )
+    return options.validators
+
+
 def listen_ports(count: int, base_port: int | None) -> list[int]:
     """The TCP port of each node (0: a free one). Raises DevnetError for a range that is
     out of bounds or that has a port something else holds."""
@@ -289,6 +331,100 @@ def _refuse_if_running(home: Path) -> None:
     )
 
 
+# ------------------------------------------------------------------------------ ledger
+
+
+def prepare_ledger(directory: Path, count: int, validators: int, passphrase: str) -> None:
+    """Give the devnet a genesis (a new one with ``validators`` seats, unless it has one)
+    and name it, and the validator keys, in the homes' node.toml; check they load.
+
+    Raises DevnetError when the genesis cannot be made or read, or a home's config or
+    validator key does not load (a passphrase other than the one the keys were made with).
+    """
+    genesis_path = directory / GENESIS_FILE
+    reused = genesis_path.exists()
+    if not reused:
+        _network_init(directory, count, validators, passphrase)
+    try:
+        seats = len(decode_genesis(genesis_path.read_bytes()).validators)
+    except (OSError, ValueError) as exc:
+        raise DevnetError(f"cannot read the genesis {genesis_path}: {exc}") from exc
+    if reused:
+        note = "" if seats == validators else f" (--validators {validators} is for a new one)"
+        _step(f"reusing the genesis {relative(genesis_path)}: {seats} validators{note}")
+    if seats > count:
+        _step(f"the genesis has {seats} validators, {seats - count} without a node in this run")
+    for i, name in enumerate(node_names(count)):
+        home = directory / name
+        key = f"../{VALIDATORS_DIR}/validator-{i + 1}.key" if i < seats else ""
+        try:
+            _set_config(home, genesis=f"../{GENESIS_FILE}", validator_key=key)
+            config = load_config(home)
+            load_genesis(config, home)
+            load_validator_key(config, home, passphrase)
+        except ConfigError as exc:
+            raise DevnetError(f"{name}: {exc}") from exc
+        except KeyFileError as exc:
+            raise DevnetError(
+                f"{name}: {exc} (validator keys made by an earlier run keep its {PASSPHRASE_ENV})"
+            ) from exc
+        except OSError as exc:
+            raise DevnetError(f"cannot write {home / CONFIG_FILE}: {exc}") from exc
+
+
+def _network_init(directory: Path, count: int, validators: int, passphrase: str) -> None:
+    """Run ``toktok network init`` into ``directory``, allocating to every home's account."""
+    args = [sys.executable, "-m", "node.cli", "network", "init", "--out", str(directory)]
+    args += ["--validators", str(validators), "--name", NETWORK_NAME]
+    for name in node_names(count):
+        try:
+            with Home(directory / name).open() as stores:
+                _, public_key = default_account(stores)
+        except (HomeError, StoreError) as exc:
+            raise DevnetError(f"cannot read the account of {name}: {exc}") from exc
+        args += ["--alloc", f"{account_to_text(public_key)}={ALLOCATION}"]
+    env = dict(os.environ)
+    env.pop("TOKTOK_HOME", None)
+    env[PASSPHRASE_ENV] = passphrase
+    try:
+        proc = subprocess.run(
+            args,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=NETWORK_INIT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DevnetError(
+            f"'toktok network init' did not finish in {NETWORK_INIT_TIMEOUT_S:g} s"
+        ) from None
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["no message"]
+        raise DevnetError(f"'toktok network init' failed ({proc.returncode}): {lines[-1]}")
+    _step(
+        f"made the genesis {relative(directory / GENESIS_FILE)}: {validators} validators "
+        f"(n1 to n{validators}), {ALLOCATION} base units to each node's account"
+    )
+
+
+def _set_config(home: Path, *, genesis: str, validator_key: str) -> None:
+    """Set the ledger keys in ``home``'s node.toml, rewriting it only when they change.
+
+    Raises ConfigError for a node.toml that does not load, OSError when it cannot be written.
+    """
+    config = load_config(home)
+    changed = dataclasses.replace(config, genesis=genesis, validator_key=validator_key)
+    if changed == config:
+        return
+    changed.check()
+    path = home / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_config(changed), encoding="utf-8")
+    tmp.replace(path)
+
+
 # ------------------------------------------------------------------------------ running
 
 
@@ -300,12 +436,14 @@ def run(options: DevnetOptions, *, on_ready: ReadyHook | None = None) -> int:
     cannot start, after stopping whatever nodes it had started.
     """
     check_nodes(options.nodes)
+    validators = validator_count(options)
     ports = listen_ports(options.nodes, options.base_port)
     passphrase = DEVNET_PASSPHRASE if options.passphrase is None else options.passphrase
     directory = options.directory.expanduser().absolute()
     reused = prepare(directory, options.nodes, passphrase)
     made = [n for n in node_names(options.nodes) if n not in reused]
     _step(f"devnet in {relative(directory)}: " + _homes_text(reused, made))
+    prepare_ledger(directory, options.nodes, validators, passphrase)
     nodes: list[DevnetNode] = []
     status = 0
     with Signals() as signals:
@@ -352,10 +490,11 @@ def _bring_up(
     """Start the nodes (into ``nodes``, as they start), connect them, publish the sample;
     return the sample's id."""
     names = node_names(options.nodes)
-    nodes.append(_spawn(directory, names[0], ports[0], [], options.log_level))
+    nodes.append(_spawn(directory, names[0], ports[0], [], options.log_level, passphrase))
     _wait_ready(nodes[0], signals)
     for name, port in zip(names[1:], ports[1:], strict=True):
-        nodes.append(_spawn(directory, name, port, [nodes[0].addr], options.log_level))
+        bootstrap = [nodes[0].addr]
+        nodes.append(_spawn(directory, name, port, bootstrap, options.log_level, passphrase))
     # The sample is written while the other nodes start.
     sample = _write_sample(directory / SAMPLE_FILE, signals) if options.sample else None
     for node in nodes[1:]:
@@ -369,7 +508,12 @@ def _bring_up(
 
 
 def _spawn(
-    directory: Path, name: str, port: int, bootstrap: list[str], log_level: str | None
+    directory: Path,
+    name: str,
+    port: int,
+    bootstrap: list[str],
+    log_level: str | None,
+    passphrase: str,
 ) -> DevnetNode:
     home = directory / name
     role = "node" if bootstrap else "bootstrap"
@@ -382,6 +526,8 @@ def _spawn(
     log = directory / LOG_DIR / f"{name}.log"
     env = dict(os.environ)
     env.pop("TOKTOK_HOME", None)
+    # A validator unlocks its key with it, at start, with no terminal to ask on.
+    env[PASSPHRASE_ENV] = passphrase
     with log.open("wb") as log_file:
         # A session of its own: Ctrl-C reaches the devnet, which stops the nodes in order.
         proc = subprocess.Popen(

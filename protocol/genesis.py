@@ -56,7 +56,9 @@ class Genesis:
 def encode_genesis(genesis: Genesis) -> bytes:
     """The canonical bytes of ``genesis``. Raises :class:`ValueError` for a bad genesis."""
     check_genesis(genesis)
-    return encode_record(genesis)
+    raw = encode_record(genesis)
+    decode_genesis(raw)  # the field limits: nothing is written that a node would refuse
+    return raw
 
 
 def decode_genesis(raw: bytes) -> Genesis:

@@ -15,16 +15,21 @@ from typing import IO, Any
 
 import pytest
 
+from node.config import load_config
 from node.controlclient import ControlClient, pid_alive, run_file_path
 from node.devnet import (
+    ALLOCATION,
     DEVNET_MARKER,
     DEVNET_PASSPHRASE,
     DevnetError,
     DevnetOptions,
     prepare,
+    prepare_ledger,
     run,
 )
-from node.home import Home, unlock_account
+from node.home import Home, default_account, unlock_account
+from node.ledgerconfig import load_genesis, load_validator_key
+from protocol.genesis import decode_genesis
 from tests.cli_helpers import toktok, toktok_env
 from tests.netharness import wait_for
 
@@ -129,12 +134,61 @@ def test_devnet_of_four_publishes_fetches_and_stops_cleanly(tmp_path: Path) -> N
         (f"n{i}", 0, False) for i in range(1, 5)
     ]
     assert not any(pid_alive(pid) for pid in pids)
+    # Every node names the genesis; n1 to n4 (min(4, N)) hold its committee's keys.
+    raw = (directory / "genesis.bin").read_bytes()
+    committee = [m.key for m in decode_genesis(raw).validators]
+    for home in homes:
+        config = load_config(home)
+        assert load_genesis(config, home) == raw
+        key = load_validator_key(config, home, DEVNET_PASSPHRASE)
+        assert key is not None and key.public_key == committee[homes.index(home)]
     for home in homes:
         assert not run_file_path(home).exists()
         with Home(home).open() as stores:  # no LevelDB lock left behind
             if home.name == "n1":
                 unlock_account(stores, DEVNET_PASSPHRASE)
         assert "ok:" in toktok(home, "verify").stdout
+
+
+def test_prepare_ledger_makes_a_genesis_then_reuses_it(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    prepare(directory, 3, DEVNET_PASSPHRASE)
+    prepare_ledger(directory, 3, 2, DEVNET_PASSPHRASE)
+    raw = (directory / "genesis.bin").read_bytes()
+    genesis = decode_genesis(raw)
+    homes = [directory / n for n in ("n1", "n2", "n3")]
+    accounts = []
+    for home in homes:
+        with Home(home).open() as stores:
+            accounts.append(default_account(stores)[1])
+    assert [(a.account, a.amount) for a in genesis.allocations] == [
+        (account, ALLOCATION) for account in accounts
+    ]
+    configs = [load_config(home) for home in homes]
+    assert [c.validator_key for c in configs] == [
+        "../validators/validator-1.key",
+        "../validators/validator-2.key",
+        "",
+    ]
+    pairs = zip(configs, homes, strict=True)
+    keys = [load_validator_key(c, h, DEVNET_PASSPHRASE) for c, h in pairs]
+    assert [k.public_key for k in keys if k] == [m.key for m in genesis.validators]
+    # A later, bigger run keeps the genesis: n4 names it, holding no seat or allocation.
+    prepare(directory, 4, DEVNET_PASSPHRASE)
+    prepare_ledger(directory, 4, 4, DEVNET_PASSPHRASE)
+    assert (directory / "genesis.bin").read_bytes() == raw
+    n4 = load_config(directory / "n4")
+    assert load_genesis(n4, directory / "n4") == raw and n4.validator_key == ""
+    with pytest.raises(DevnetError, match="wrong passphrase"):
+        prepare_ledger(directory, 4, 4, "another passphrase")
+
+
+def test_invalid_validator_count_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DevnetError, match="--validators: 1 to 2"):
+        run(DevnetOptions(nodes=2, directory=tmp_path / "net", validators=3))
+    with pytest.raises(DevnetError, match="--validators: 1 to 2"):
+        run(DevnetOptions(nodes=2, directory=tmp_path / "net", validators=0))
+    assert not (tmp_path / "net").exists()
 
 
 def test_invalid_input_fails_with_one_line_and_status_2(tmp_path: Path) -> None:
