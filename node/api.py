@@ -7,6 +7,7 @@ whose message the CLI prints as it would its own.
 
 import base64
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from node.daemon import Node
 from node.gossip import wall_ms
 from node.home import HomeError, default_account, unlock_account
 from node.ingest import Verdict
+from node.ledgerapi import install_ledger_routes
 from node.publish import PublishMeta, check_meta, finish_publish, follow_message
 from node.render import manifest_json
 from node.swarm import SwarmError
@@ -83,6 +85,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
             "offences": node.peers.offences,
             "bans": node.peers.bans,
             "chunks_fetched": node.swarm_stats.chunks_fetched,
+            "ledger": _ledger_status(node),
         }
 
     async def peers(params: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +190,20 @@ def install_routes(server: ControlServer, node: Node) -> None:
     server.route("submit", submit)
     server.route("publish", publish)
     server.route("fetch", fetch)
+    install_ledger_routes(server, node)
+
+
+def _ledger_status(node: Node) -> dict[str, Any] | None:
+    ledger, client = node.ledger, node.ledger_client
+    if ledger is None or client is None:
+        return None
+    return {
+        "network": ledger.committee.network.hex(),
+        "validator": None if ledger.validator is None else ledger.validator.index,
+        "validators_linked": len(client.links),
+        "certified": client.certified,
+        **dataclasses.asdict(ledger.stats),
+    }
 
 
 def _default_public_key(node: Node) -> bytes:

@@ -294,6 +294,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
         directory=args.dir,
         base_port=args.base_port,
         sample=args.sample,
+        validators=args.validators,
         passphrase=os.environ.get(PASSPHRASE_ENV),
         log_level=args.log_level,
     )
@@ -477,7 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="publish a sample video on n1")
     p.add_argument("--base-port", type=int, default=None, help="ports P, P+1... (default: free)")
     p.add_argument("--dir", type=Path, default=Path("devnet"), help="where the homes live")
+    p.add_argument(
+        "--validators", type=int, default=None, help="genesis committee size (default min(4, N))"
+    )
     p.set_defaults(func=cmd_devnet)
+
+    from node import cliledger  # it imports this module's helpers
+
+    cliledger.register(sub)
 
     # Commands of the layers above node/ (bootstrap/, simulation/) plug in here.
     for entry in entry_points(group=COMMANDS_GROUP):
@@ -504,4 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through node.cli, not __main__: plugins raise node.cli.CliError, which main catches.
+    from node.cli import main as _main
+
+    sys.exit(_main())

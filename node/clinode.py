@@ -6,7 +6,10 @@ through the node's control interface (:mod:`node.controlclient`); with no node r
 """
 
 import argparse
+import getpass
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,11 @@ import trio
 from node.config import ConfigError, NodeConfig, load_config
 from node.controlclient import ControlCallError, ControlClient, NodeNotRunning
 from node.home import Home
+from node.ledgerconfig import load_genesis, load_validator_key
 from node.run import run_node
+from storage.keyfile import KeyFileError
+
+PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
 
 
 class RemoteError(Exception):
@@ -90,11 +97,26 @@ def cmd_node_run(
         except ConfigError as exc:
             raise RemoteError(str(exc)) from exc
 
+    try:
+        genesis = load_genesis(config, home.path)
+        passphrase = os.environ.get(PASSPHRASE_ENV, "")
+        if config.validator_key and not passphrase:
+            if not sys.stdin.isatty():
+                raise RemoteError(
+                    f"no terminal to ask for the validator key's passphrase: set {PASSPHRASE_ENV}"
+                )
+            passphrase = getpass.getpass("passphrase of the validator key: ")
+        validator_key = load_validator_key(config, home.path, passphrase)
+    except (ConfigError, KeyFileError) as exc:
+        raise RemoteError(str(exc)) from exc
+
     def ready(node: Any) -> None:
         # One JSON line on stdout: scripts (and devnet) read the node's addresses here.
         print(json.dumps({"peer_id": str(node.peer_id), "addrs": node.addrs()}), flush=True)
 
-    trio.run(lambda: run_node(home, config, on_ready=ready))
+    trio.run(
+        lambda: run_node(home, config, on_ready=ready, genesis=genesis, validator_key=validator_key)
+    )
     return 0
 
 

@@ -32,6 +32,8 @@ from node.config import NodeConfig
 from node.gossip import GossipService, wall_ms
 from node.home import Home
 from node.ingest import Ingest, Verdict
+from node.ledger import LedgerService
+from node.ledgerclient import LedgerClient
 from node.peers import PeerBook
 from node.pex import ANSWER_BYTES_MAX, PEX_PROTOCOL, decode_peers, encode_peers
 from node.providers import Providers
@@ -40,8 +42,11 @@ from node.streams import QuietNotifee, read_some
 from node.swarm import CHUNK_PROTOCOL, ChunkServer, SwarmStats, UploadLimit
 from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.sync import NodeItemSet, SyncLimits, run_sync
+from protocol.accounts import AccountKey
 from protocol.errors import DecodeError
-from protocol.gossipwire import gossip_message_id
+from protocol.genesis import committee_of, decode_genesis
+from protocol.gossipwire import CERTIFICATE, gossip_message_id
+from protocol.ledgerwire import PROTOCOL_ID as LEDGER_PROTOCOL
 from storage.errors import StoreError
 from storage.messages import MessageLog
 from storage.stores import Stores
@@ -81,7 +86,17 @@ class _Notifee(QuietNotifee):
 class Node:
     """A running toktok node (see the module doc)."""
 
-    def __init__(self, home: Home, config: NodeConfig, stores: Stores) -> None:
+    def __init__(
+        self,
+        home: Home,
+        config: NodeConfig,
+        stores: Stores,
+        *,
+        genesis: bytes | None = None,
+        validator_key: AccountKey | None = None,
+    ) -> None:
+        """``genesis`` (its canonical bytes) makes the node keep the ledger of that network;
+        ``validator_key`` makes it a validator of its committee."""
         self.home = home
         self.config = config
         self.stores = stores
@@ -150,6 +165,16 @@ class Node:
             batch_delay_ms=g.batch_delay_ms,
             on_manifest=self.seeding.note_origin,
         )
+        self.ledger: LedgerService | None = None
+        self.ledger_client: LedgerClient | None = None
+        if genesis is not None:
+            stores.ledger.init_genesis(genesis)
+            committee = committee_of(decode_genesis(genesis))
+            self.ledger = LedgerService(stores, self.items, committee, wall_ms, validator_key)
+            self.ingest.ledger = self.ledger.offer
+            self.ledger_client = LedgerClient(
+                self.host, self.ledger, lambda raw: self.gossip.publish(raw, CERTIFICATE)
+            )
         self.sync_limits = SyncLimits(session_timeout_s=SYNC_SESSION_S)
         self.sync_runs = 0
         self._connected_send, self._connected = trio.open_memory_channel[ID](CONNECTED_QUEUE_MAX)
@@ -180,6 +205,11 @@ class Node:
                 self.host.set_stream_handler(CHUNK_PROTOCOL, self.chunk_server.handle)
                 self.host.set_stream_handler(TProtocol(SYNC_PROTOCOL), self._answer_sync)
                 self.host.set_stream_handler(TProtocol(PEX_PROTOCOL), self._answer_pex)
+                if self.ledger is not None:
+                    self.ledger.peer_id = self.peer_id.to_bytes()
+                    self.host.set_stream_handler(TProtocol(LEDGER_PROTOCOL), self.ledger.serve)
+                if self.ledger_client is not None:
+                    await nursery.start(self.ledger_client.run)
                 nursery.start_soon(self._dialer)
                 nursery.start_soon(self._syncer)
                 nursery.start_soon(self.seeding.run)

@@ -22,11 +22,13 @@ from libp2p.pubsub.pubsub import Pubsub
 
 from node.ingest import Ingest, Verdict
 from node.peers import PeerBook
+from protocol.certs import is_certificate
 from protocol.envelope import decode_envelope
 from protocol.errors import DecodeError
 from protocol.gossipwire import (
     BATCH_BYTES_MAX,
     BATCH_ITEMS_MAX,
+    CERTIFICATE,
     TOPIC_KINDS,
     TOPICS,
     batch_bytes,
@@ -125,7 +127,7 @@ class GossipService:
         verdict = Verdict.DUPLICATE
         for raw in envelopes:
             try:
-                kind = decode_envelope(raw).kind
+                kind = CERTIFICATE if is_certificate(raw) else decode_envelope(raw).kind
             except DecodeError as exc:
                 return Verdict.REJECTED, f"malformed envelope: {exc}"
             # [REJECT] A topic carries only its own kinds.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.sync import NodeItemSet
+from protocol.certs import is_certificate
 from protocol.envelope import SignedMessage, message_id
 from protocol.errors import Ignore, Reject
 from protocol.kinds import Tombstone, VideoManifest
@@ -59,13 +60,25 @@ class Ingest:
         self.arrivals: OrderedDict[bytes, int] = OrderedDict()
         """Message id -> wall-clock ms when it was applied here, the most recent few."""
         self.counts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
+        self.ledger: Callable[[bytes, int], Outcome] | None = None
+        """Where certificates go (set by the node when it keeps a ledger)."""
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener`` with every message applied (after it is stored)."""
         self._listeners.append(listener)
 
     def offer(self, raw: bytes, now_ms: int) -> Outcome:
-        """Check ``raw`` and apply it if it is new. Never raises for bad input."""
+        """Check ``raw`` and apply it if it is new. Never raises for bad input.
+
+        A ledger certificate goes to ``ledger`` (node/ledger.py), when the node keeps one.
+        """
+        if is_certificate(raw):
+            if self.ledger is None:
+                outcome = Outcome(Verdict.IGNORED, reason="this node keeps no ledger")
+            else:
+                outcome = self.ledger(raw, now_ms)
+            self.counts[outcome.verdict] += 1
+            return outcome
         outcome = self._offer(raw, now_ms)
         self.counts[outcome.verdict] += 1
         if outcome.verdict is Verdict.NEW:

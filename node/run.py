@@ -27,17 +27,24 @@ from node.daemon import Node
 from node.home import Home
 from node.httpserver import serve_http
 from node.nodemetrics import node_registry
+from protocol.accounts import AccountKey
 
 log = logging.getLogger("toktok.node")
 
 
 async def run_node(
-    home: Home, config: NodeConfig, *, on_ready: Callable[[Node], None] | None = None
+    home: Home,
+    config: NodeConfig,
+    *,
+    on_ready: Callable[[Node], None] | None = None,
+    genesis: bytes | None = None,
+    validator_key: AccountKey | None = None,
 ) -> None:
-    """Run a node over ``home`` until SIGINT or SIGTERM (or cancellation)."""
+    """Run a node over ``home`` until SIGINT or SIGTERM (or cancellation); with
+    ``genesis`` it keeps that network's ledger, with ``validator_key`` it votes."""
     stores = home.open(quota_bytes=config.quota_mb * 1024 * 1024)
     try:
-        node = Node(home, config, stores)
+        node = Node(home, config, stores, genesis=genesis, validator_key=validator_key)
         registry = node_registry(node)
         control = ControlServer(load_or_create_token(home.path), registry=registry)
         install_routes(control, node)

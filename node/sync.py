@@ -35,8 +35,9 @@ import trio
 from libp2p.custom_types import TProtocol
 from libp2p.io.exceptions import IOException
 
+from protocol.certs import item_id
 from protocol.codec import bin_bytes, check_field, decode_record, encode_record, fld
-from protocol.envelope import ENVELOPE_BYTES_MAX, message_id
+from protocol.envelope import ENVELOPE_BYTES_MAX
 from protocol.errors import DecodeError
 from protocol.itemset import TIMESTAMP_MS_MAX, Bound, Item, ItemSet, MemoryItemSet
 from protocol.reconcile import DEFAULT_LIMITS, ReconcileLimits, Reconciler
@@ -500,7 +501,7 @@ class _Session:
                 raise SyncProtocolError(AFTER_RECONCILE)
             envelopes = list(frame.envelopes)
             for raw in envelopes:
-                mid = message_id(raw)
+                mid = item_id(raw)
                 # [REJECT] Every envelope pushed is one reconciliation announced, each once.
                 if mid not in self._announced:
                     raise SyncProtocolError(f"{UNANNOUNCED}: {mid.hex()}")

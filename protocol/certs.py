@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from protocol.accounts import PUBLIC_KEY_LEN, SIGNATURE_LEN, AccountKey, verify
 from protocol.codec import decode_record, encode_record, fld
+from protocol.envelope import message_id
 from protocol.errors import DecodeError, Reject
 from protocol.orders import (
     ORDER_BYTES_MAX,
@@ -36,6 +37,7 @@ from protocol.orders import (
     Order,
     SignedOrder,
     open_order,
+    order_id,
 )
 
 VOTE_DOMAIN = b"toktok/v1/vote\x00"
@@ -45,9 +47,12 @@ BATCH_MAX = 1024
 PATH_MAX = 10
 """Audit path length for up to BATCH_MAX leaves."""
 VALIDATORS_MAX = 64
-CERTIFICATE_BYTES_MAX = SIGNED_ORDER_BYTES_MAX + VALIDATORS_MAX * (
-    HASH_LEN * (PATH_MAX + 1) + SIGNATURE_LEN + 64
-)
+VOTE_BYTES_MAX = 485
+"""The largest encoded :class:`Vote`: a 6-entry map whose keys take 36 bytes, PATH_MAX + 1
+hashes (path and root, 34 bytes each with their bin header), the signature (66), index and
+count (3 bytes each), the validator (1) and the path's array header (1)."""
+CERTIFICATE_BYTES_MAX = SIGNED_ORDER_BYTES_MAX + VALIDATORS_MAX * VOTE_BYTES_MAX
+"""The certificate's fields but its votes fit in SIGNED_ORDER_BYTES_MAX."""
 _NO_CLOCK_MS = 2**62
 """A time after every valid timestamp, for certificates read back from storage."""
 CERTIFICATE_FIRST_KEY = b"\x85\xa4kind"
@@ -305,3 +310,15 @@ def verify_certificate(
     if weight < committee.quorum:
         raise Reject(f"certificate votes weigh {weight}, the quorum is {committee.quorum}")
     return Certificate(raw, order, oid, wire.kind, frozenset(signers))
+
+
+def item_id(raw: bytes) -> bytes:
+    """The sync item id of a message held for sync: a certificate's order id (so that two
+    certificates of one order are one item), otherwise the envelope's message id.
+
+    Raises :class:`DecodeError` for bytes that begin as a certificate but are not one.
+    """
+    if not is_certificate(raw):
+        return message_id(raw)
+    wire = decode_record(CertificateWire, raw, bytes_max=CERTIFICATE_BYTES_MAX)
+    return order_id(wire.kind, wire.order)

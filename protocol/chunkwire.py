@@ -12,8 +12,9 @@ describes the protocol in plain words.
 """
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from protocol.cid import CID_LEN
 from protocol.codec import U64_MAX, check_field, decode_record, encode_record, fld
@@ -65,7 +66,7 @@ BODY_BYTES_MAX: dict[type, int] = {
     ChunkResponse: RESPONSE_BODY_BYTES_MAX,
 }
 
-W = TypeVar("W", ChunkRequest, ChunkResponse)
+W = TypeVar("W")
 
 
 class FrameError(DecodeError):
@@ -100,9 +101,20 @@ class FrameDecoder(Generic[W]):
     error it refuses everything: the stream is out of step and must be closed.
     """
 
-    def __init__(self, record_type: type[W]) -> None:
+    def __init__(
+        self,
+        record_type: type[W],
+        body_bytes_max: int | None = None,
+        check: Callable[[Any], None] = lambda record: None,
+    ) -> None:
+        """Frames of ``record_type``; other protocols than chunks' give their body limit and
+        a ``check`` of their rules beyond the record's field limits (it raises
+        :class:`DecodeError`)."""
         self._type: type[W] = record_type
-        self._body_bytes_max = BODY_BYTES_MAX[record_type]
+        self._body_bytes_max = (
+            BODY_BYTES_MAX[record_type] if body_bytes_max is None else body_bytes_max
+        )
+        self._check = check
         self._prefix = bytearray()
         self._body: bytearray | None = None
         """The body of the frame being read, allocated whole once its prefix is complete."""
@@ -180,7 +192,9 @@ class FrameDecoder(Generic[W]):
             if fast is not None:
                 return fast  # type: ignore[return-value]
         record = decode_record(self._type, bytes(body), bytes_max=self._body_bytes_max)
-        _check_rules(record)
+        if isinstance(record, ChunkRequest | ChunkResponse):
+            _check_rules(record)
+        self._check(record)
         return record
 
 

@@ -2,7 +2,8 @@
 
 One py-libp2p receiver handles only a few hundred gossip messages a second, so a gossip
 message carries a *batch*: the canonical msgpack array of 1 to :data:`BATCH_ITEMS_MAX`
-byte strings, each one envelope's exact bytes (protocol/envelope.py), at most
+byte strings, each one envelope's exact bytes (protocol/envelope.py) or, on the ledger
+topic, one certificate's (protocol/certs.py), at most
 :data:`BATCH_BYTES_MAX` in all. The GossipSub message id is SHA-256 of the batch bytes.
 
 Kinds are split between two topics so that a node may relay social events without the
@@ -19,11 +20,15 @@ from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, Video
 
 MANIFEST_TOPIC = "/toktok/v1/manifests"
 SOCIAL_TOPIC = "/toktok/v1/social"
+LEDGER_TOPIC = "/toktok/v1/ledger"
+CERTIFICATE = "certificate"
+"""The kind name of a ledger certificate (protocol/certs.py), which is not an envelope."""
 TOPIC_KINDS: dict[str, frozenset[str]] = {
     MANIFEST_TOPIC: frozenset({VideoManifest.KIND}),
     SOCIAL_TOPIC: frozenset(
         {Follow.KIND, Unfollow.KIND, Reaction.KIND, Tombstone.KIND, Profile.KIND}
     ),
+    LEDGER_TOPIC: frozenset({CERTIFICATE}),
 }
 TOPICS = tuple(TOPIC_KINDS)
 

@@ -276,7 +276,11 @@ class Replica:
 
     @property
     def pending(self) -> int:
-        return len({c.order_id for c in self._waiting.values()})
+        return len(self.pending_ids())
+
+    def pending_ids(self) -> set[bytes]:
+        """The order ids of the certificates waiting here."""
+        return {c.order_id for c in self._waiting.values()}
 
     def apply(self, state: LedgerState, certificates: Iterable[Certificate]) -> Overlay:
         """Apply what can be applied of ``certificates`` (and of those they unblock).

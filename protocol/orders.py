@@ -29,7 +29,7 @@ from typing import ClassVar
 from protocol.accounts import PUBLIC_KEY_LEN, SIGNATURE_LEN, AccountKey, verify
 from protocol.codec import decode_record, encode_record, fld
 from protocol.errors import DecodeError, Reject
-from protocol.validate import validate_created
+from protocol.validate import CONTROL_CHARS, validate_created
 
 ORDER_VERSION = 1
 ORDER_DOMAIN = b"toktok/v1/"
@@ -200,6 +200,34 @@ def sign_order(order: Order, keys: list[AccountKey]) -> SignedOrder:
     return SignedOrder(order.KIND, body, sigs, order)
 
 
+def propose_swap(swap: Swap, key: AccountKey) -> SignedOrder:
+    """Sign the ``a`` leg's half of ``swap``: a proposal the ``b`` account may co-sign.
+
+    Raises :class:`ValueError` when ``key`` is not the ``a`` leg's account;
+    :class:`DecodeError` when the swap breaks a field limit.
+    """
+    if key.public_key != swap.a.account:
+        raise ValueError("a swap is proposed by its a leg's account")
+    body = encode_order(swap)
+    return SignedOrder(swap.KIND, body, (key.sign(order_signing_input(swap.KIND, body)),), swap)
+
+
+def open_proposal(raw: bytes, network: bytes, now_ms: int) -> SignedOrder:
+    """Decode a swap proposal and check its rules and its one signature, the ``a`` leg's.
+
+    Raises :class:`Reject` (or :class:`protocol.errors.Ignore` for one dated in the future).
+    """
+    wire = decode_signed_order(raw)
+    order, _ = open_order(wire.kind, wire.order, network, now_ms)
+    # [REJECT] A proposal is a swap signed by its a leg's account alone.
+    if not isinstance(order, Swap) or len(wire.sigs) != 1:
+        raise Reject("a swap proposal is a swap with one signature")
+    message = order_signing_input(wire.kind, wire.order)
+    if not verify(order.a.account, message, wire.sigs[0]):
+        raise Reject("the proposal's signature does not verify")
+    return SignedOrder(wire.kind, wire.order, wire.sigs, order)
+
+
 def cosign(partial: SignedOrder, key: AccountKey) -> SignedOrder:
     """Add ``key``'s signature to a swap that holds only the first owner's.
 
@@ -259,7 +287,9 @@ def validate_order(order: Order) -> None:
             raise Reject(f"token symbol {order.symbol[:16]!r} is not A-Z then A-Z0-9")
         # [REJECT] The name and metadata hold no control characters.
         for what, text in (("name", order.name), ("metadata", order.metadata)):
-            if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+            # The same list as every other text of the protocol: C0, C1 and the
+            # bidirectional overrides and isolates, which could disguise a token's name.
+            if not CONTROL_CHARS.isdisjoint(text):
                 raise Reject(f"token {what} holds control characters")
     else:
         # [REJECT] A swap's legs are two different accounts.

@@ -1,0 +1,262 @@
+"""The ledger's control routes: balances, history, and orders signed and certified.
+
+Orders are signed here with an account of the node's keystore (the passphrase comes with
+the call), given the account's next sequence number, and sent to the validators; the
+route answers once the certificate is formed and applied here. ``order.submit`` takes an
+order signed elsewhere.
+"""
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from node.control import ControlError, ControlServer
+from node.daemon import Node
+from node.gossip import wall_ms
+from node.home import HomeError, default_account, unlock_account
+from node.ledgerclient import LedgerError
+from node.ledgerview import entry_json, parse_amount, token_json
+from protocol.accounts import AccountKey, InvalidAccount, account_from_text, account_to_text
+from protocol.errors import DecodeError, Ignore, Reject
+from protocol.orders import (
+    PLATFORM_TOKEN,
+    CreateToken,
+    Leg,
+    Order,
+    SignedOrder,
+    Swap,
+    Transfer,
+    cosign,
+    open_proposal,
+    propose_swap,
+    sign_order,
+    validate_order,
+    verify_order,
+)
+from storage.errors import WrongPassphrase
+
+HISTORY_LIMIT_MAX = 1000
+
+
+def install_ledger_routes(server: ControlServer, node: Node) -> None:
+    """Register the ledger routes (when the node keeps a ledger)."""
+    if node.ledger is None or node.ledger_client is None:
+        return
+    ledger = node.ledger
+    client = node.ledger_client
+    network = ledger.committee.network
+
+    def account_param(params: dict[str, Any]) -> bytes:
+        text = params.get("account")
+        if not text:
+            try:
+                return default_account(node.stores)[1]
+            except HomeError as exc:
+                raise ControlError(str(exc)) from exc
+        try:
+            return account_from_text(str(text))
+        except InvalidAccount as exc:
+            raise ControlError(str(exc)) from exc
+
+    def token_param(params: dict[str, Any], name: str = "token") -> bytes:
+        text = str(params.get(name) or "")
+        if not text:
+            return PLATFORM_TOKEN
+        if len(text) == 64:
+            try:
+                token = bytes.fromhex(text)
+            except ValueError as exc:
+                raise ControlError(f"{name}: a symbol or a 64-digit hex token id") from exc
+            if ledger.store.token(token) is None:
+                raise ControlError(f"unknown token {text}")
+            return token
+        matches = [tid for tid, info in ledger.store.tokens() if info.symbol == text]
+        if not matches:
+            raise ControlError(f"no token has the symbol {text!r}")
+        if len(matches) > 1 and PLATFORM_TOKEN not in matches:
+            listing = ", ".join(m.hex() for m in matches)
+            raise ControlError(f"several tokens have the symbol {text!r}: give its id ({listing})")
+        return PLATFORM_TOKEN if PLATFORM_TOKEN in matches else matches[0]
+
+    async def balance(params: dict[str, Any]) -> dict[str, Any]:
+        account = account_param(params)
+        rows = []
+        for token, amount in sorted(ledger.store.balances(account).items()):
+            info = ledger.store.token(token)
+            assert info is not None, "a balance is of a known token"
+            rows.append({**token_json(token, info), "amount": amount})
+        return {
+            "account": account_to_text(account),
+            "next_seq": ledger.store.next_seq(account),
+            "balances": rows,
+        }
+
+    async def history(params: dict[str, Any]) -> dict[str, Any]:
+        account = account_param(params)
+        limit = params.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= HISTORY_LIMIT_MAX:
+            raise ControlError(f"limit: 1 to {HISTORY_LIMIT_MAX}")
+        entries = [
+            entry_json(raw, account, ledger.store.token)
+            for raw in ledger.store.history(account, limit)
+        ]
+        return {"account": account_to_text(account), "history": entries}
+
+    async def tokens(params: dict[str, Any]) -> dict[str, Any]:
+        return {"tokens": [token_json(tid, info) for tid, info in ledger.store.tokens()]}
+
+    async def certify(signed: SignedOrder) -> dict[str, Any]:
+        try:
+            cert = await client.submit(signed)
+        except LedgerError as exc:
+            raise ControlError(str(exc)) from exc
+        return {"order_id": cert.order_id.hex(), "kind": cert.kind, "certificate": len(cert.raw)}
+
+    async def sign_and_certify(
+        params: dict[str, Any], build: Callable[[AccountKey, int], Order]
+    ) -> dict[str, Any]:
+        key = _unlock(node, params)
+        async with client.account_lock(key.public_key):
+            order = build(key, client.next_seq(key.public_key))
+            try:
+                signed = sign_order(order, [key])
+            except DecodeError as exc:
+                raise ControlError(str(exc)) from exc
+            _check(order, network)
+            return await certify(signed)
+
+    async def transfer(params: dict[str, Any]) -> dict[str, Any]:
+        recipient = _account(params, "to")
+        token = token_param(params)
+        amount = parse_amount(params.get("amount"))
+        memo = bytes.fromhex(str(params.get("memo_hex") or ""))
+
+        def build(key: AccountKey, seq: int) -> Order:
+            return Transfer(network, wall_ms(), key.public_key, seq, token, recipient, amount, memo)
+
+        return await sign_and_certify(params, build)
+
+    async def tip(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            mid = node.stores.manifests.resolve(str(params.get("manifest", "")))
+        except KeyError as exc:
+            raise ControlError(exc.args[0], status=404) from exc
+        stored = node.stores.manifests.get(mid)
+        if stored is None:
+            raise ControlError(f"video {mid.hex()} is not known here", status=404)
+        token = token_param(params)
+        amount = parse_amount(params.get("amount"))
+        creator = stored.manifest.author
+
+        def build(key: AccountKey, seq: int) -> Order:
+            return Transfer(network, wall_ms(), key.public_key, seq, token, creator, amount, mid)
+
+        result = await sign_and_certify(params, build)
+        return {**result, "creator": account_to_text(creator)}
+
+    async def create_token(params: dict[str, Any]) -> dict[str, Any]:
+        def build(key: AccountKey, seq: int) -> Order:
+            return CreateToken(
+                network,
+                wall_ms(),
+                key.public_key,
+                seq,
+                str(params.get("symbol", "")),
+                str(params.get("token_name", "")),
+                parse_amount(params.get("supply")),
+                _int(params, "decimals", 0),
+                str(params.get("metadata", "")),
+            )
+
+        result = await sign_and_certify(params, build)
+        return {**result, "token": result["order_id"]}
+
+    async def swap_propose(params: dict[str, Any]) -> dict[str, Any]:
+        """Sign our leg of a swap; the other party co-signs it with ``swap_accept``."""
+        key = _unlock(node, params)
+        other = _account(params, "with")
+        give = Leg(
+            key.public_key,
+            client.next_seq(key.public_key),
+            token_param(params, "give_token"),
+            parse_amount(params.get("give_amount")),
+        )
+        get = Leg(
+            other,
+            client.next_seq(other),
+            token_param(params, "get_token"),
+            parse_amount(params.get("get_amount")),
+        )
+        order = Swap(network, wall_ms(), give, get, b"")
+        _check(order, network)
+        try:
+            signed = propose_swap(order, key)
+        except DecodeError as exc:
+            raise ControlError(str(exc)) from exc
+        return {"proposal": base64.b64encode(signed.raw).decode("ascii")}
+
+    async def swap_accept(params: dict[str, Any]) -> dict[str, Any]:
+        key = _unlock(node, params)
+        try:
+            raw = base64.b64decode(str(params.get("proposal", "")), validate=True)
+            partial = open_proposal(raw, network, wall_ms())
+        except (ValueError, Reject, Ignore) as exc:
+            raise ControlError(f"proposal: {exc}") from exc
+        async with client.account_lock(key.public_key):
+            try:
+                signed = cosign(partial, key)
+            except ValueError as exc:
+                raise ControlError(str(exc)) from exc
+            return await certify(signed)
+
+    async def submit_order(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            raw = base64.b64decode(str(params.get("order", "")), validate=True)
+            signed = verify_order(raw, network, wall_ms())
+        except (ValueError, Reject, Ignore) as exc:
+            raise ControlError(f"order: {exc}") from exc
+        return await certify(signed)
+
+    for name, fn in (
+        ("balance", balance),
+        ("history", history),
+        ("tokens", tokens),
+        ("transfer", transfer),
+        ("tip", tip),
+        ("token.create", create_token),
+        ("swap.propose", swap_propose),
+        ("swap.accept", swap_accept),
+        ("order.submit", submit_order),
+    ):
+        server.route(name, fn)
+
+
+def _unlock(node: Node, params: dict[str, Any]) -> AccountKey:
+    try:
+        return unlock_account(
+            node.stores, str(params.get("passphrase", "")), params.get("as_account") or None
+        )
+    except (HomeError, WrongPassphrase) as exc:
+        raise ControlError(str(exc)) from exc
+
+
+def _account(params: dict[str, Any], name: str) -> bytes:
+    try:
+        return account_from_text(str(params.get(name, "")))
+    except InvalidAccount as exc:
+        raise ControlError(f"{name}: {exc}") from exc
+
+
+def _int(params: dict[str, Any], name: str, default: int) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError(f"{name}: an integer is required")
+    return value
+
+
+def _check(order: Order, network: bytes) -> None:
+    """Refuse, with the rule's words, an order the validators would call invalid."""
+    try:
+        validate_order(order)
+    except Reject as exc:
+        raise ControlError(str(exc)) from exc

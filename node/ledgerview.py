@@ -1,0 +1,101 @@
+"""How the ledger looks to people: amounts with decimals, tokens and history entries.
+
+Amounts are integers in base units everywhere in the protocol and the control interface;
+only what is printed for people places the decimal point.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from node.control import ControlError
+from protocol.accounts import account_to_text
+from protocol.certs import CERTIFICATE_BYTES_MAX, CertificateWire
+from protocol.codec import decode_record
+from protocol.ledger import TokenInfo
+from protocol.orders import (
+    AMOUNT_MAX,
+    ORDER_BYTES_MAX,
+    ORDER_TYPES,
+    PLATFORM_TOKEN,
+    CreateToken,
+    Swap,
+    Transfer,
+    order_id,
+)
+
+
+def parse_amount(value: object) -> int:
+    """An amount in base units from a control call. Raises :class:`ControlError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError("amount: a whole number of base units is required")
+    if not 1 <= value <= AMOUNT_MAX:
+        raise ControlError(f"amount: 1 to {AMOUNT_MAX} base units")
+    return value
+
+
+def format_amount(amount: int, decimals: int) -> str:
+    """``amount`` base units as a decimal number: 1234 with 2 decimals is "12.34"."""
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**decimals)
+    if not decimals:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+def token_json(token: bytes, info: TokenInfo) -> dict[str, Any]:
+    return {
+        "token": token.hex(),
+        "symbol": info.symbol,
+        "name": info.name,
+        "decimals": info.decimals,
+        "supply": info.supply,
+        "platform": token == PLATFORM_TOKEN,
+        "creator": None if token == PLATFORM_TOKEN else account_to_text(info.creator),
+    }
+
+
+def entry_json(
+    raw: bytes, account: bytes, token_of: Callable[[bytes], TokenInfo | None]
+) -> dict[str, Any]:
+    """One history entry of ``account``: the certified order ``raw`` seen from its side.
+
+    ``raw`` comes from the store, which checked it before writing; a damaged one raises
+    :class:`protocol.errors.DecodeError`.
+    """
+    wire = decode_record(CertificateWire, raw, bytes_max=CERTIFICATE_BYTES_MAX)
+    order = decode_record(ORDER_TYPES[wire.kind], wire.order, bytes_max=ORDER_BYTES_MAX)
+    oid = order_id(wire.kind, wire.order)
+    entry: dict[str, Any] = {
+        "order_id": oid.hex(),
+        "kind": wire.kind,
+        "created_ms": order.created_ms,
+        "changes": [],
+    }
+
+    def change(token: bytes, amount: int, counterpart: bytes | None) -> None:
+        info = token_of(token)
+        decimals = info.decimals if info is not None else 0
+        entry["changes"].append(
+            {
+                "token": token.hex(),
+                "symbol": info.symbol if info is not None else "?",
+                "amount": amount,
+                "text": format_amount(amount, decimals),
+                "counterpart": None if counterpart is None else account_to_text(counterpart),
+            }
+        )
+
+    if isinstance(order, Transfer):
+        entry["memo"] = order.memo.hex()
+        if order.sender == account:
+            change(order.token, -order.amount, order.recipient)
+        if order.recipient == account:
+            change(order.token, order.amount, order.sender)
+    elif isinstance(order, CreateToken):
+        change(oid, order.supply, None)
+    elif isinstance(order, Swap):
+        for mine, theirs in ((order.a, order.b), (order.b, order.a)):
+            if mine.account == account:
+                change(mine.token, -mine.amount, theirs.account)
+                change(theirs.token, theirs.amount, theirs.account)
+    return entry
