@@ -34,6 +34,7 @@ from node.home import Home
 from node.ingest import Ingest, Verdict
 from node.ledger import LedgerService
 from node.ledgerclient import LedgerClient
+from node.offers import OfferService
 from node.peers import PeerBook
 from node.pex import ANSWER_BYTES_MAX, PEX_PROTOCOL, decode_peers, encode_peers
 from node.providers import Providers
@@ -47,6 +48,7 @@ from protocol.errors import DecodeError
 from protocol.genesis import committee_of, decode_genesis
 from protocol.gossipwire import CERTIFICATE, gossip_message_id
 from protocol.ledgerwire import PROTOCOL_ID as LEDGER_PROTOCOL
+from protocol.offerwire import PROTOCOL_ID as OFFER_PROTOCOL
 from storage.errors import StoreError
 from storage.messages import MessageLog
 from storage.stores import Stores
@@ -163,10 +165,12 @@ class Node:
             self.ingest,
             self.peers,
             batch_delay_ms=g.batch_delay_ms,
+            batches_per_s_max=g.messages_per_peer_per_second / 2,
             on_manifest=self.seeding.note_origin,
         )
         self.ledger: LedgerService | None = None
         self.ledger_client: LedgerClient | None = None
+        self.offers: OfferService | None = None
         if genesis is not None:
             stores.ledger.init_genesis(genesis)
             committee = committee_of(decode_genesis(genesis))
@@ -175,6 +179,10 @@ class Node:
             self.ledger_client = LedgerClient(
                 self.host, self.ledger, lambda raw: self.gossip.publish(raw, CERTIFICATE)
             )
+            self.offers = OfferService(
+                stores, self.ledger, self.ledger_client, self.ingest, self.gossip, wall_ms
+            )
+            self.offers.peer_id = self.peer_id.to_bytes()
         self.sync_limits = SyncLimits(session_timeout_s=SYNC_SESSION_S)
         self.sync_runs = 0
         self._connected_send, self._connected = trio.open_memory_channel[ID](CONNECTED_QUEUE_MAX)
@@ -210,6 +218,8 @@ class Node:
                     self.host.set_stream_handler(TProtocol(LEDGER_PROTOCOL), self.ledger.serve)
                 if self.ledger_client is not None:
                     await nursery.start(self.ledger_client.run)
+                if self.offers is not None:
+                    self.host.set_stream_handler(TProtocol(OFFER_PROTOCOL), self.offers.serve)
                 nursery.start_soon(self._dialer)
                 nursery.start_soon(self._syncer)
                 nursery.start_soon(self.seeding.run)

@@ -58,15 +58,18 @@ class GossipService:
         peers: PeerBook,
         *,
         batch_delay_ms: int,
+        batches_per_s_max: float = 50.0,
         on_manifest: Callable[[bytes, ID], None] | None = None,
         clock: Callable[[], int] = wall_ms,
     ) -> None:
         """``on_manifest(id, origin)`` hears of each new manifest and the peer that first
-        published its batch (a provider of the video)."""
+        published its batch (a provider of the video). At most ``batches_per_s_max``
+        batches a second leave on each topic: under load, batches grow instead."""
         self._pubsub = pubsub
         self._ingest = ingest
         self._peers = peers
         self._batch_delay_s = batch_delay_ms / 1000
+        self._batch_interval_s = 1 / batches_per_s_max
         self._clock = clock
         self._on_manifest = on_manifest
         self._outbox: dict[str, list[bytes]] = {topic: [] for topic in TOPICS}
@@ -88,6 +91,11 @@ class GossipService:
             nursery.start_soon(self._publisher)
             nursery.start_soon(self._punisher)
             task_status.started()
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting to be published."""
+        return sum(len(queue) for queue in self._outbox.values())
 
     def publish(self, raw: bytes, kind: str) -> None:
         """Queue a stored, valid message for gossip. Raises OverflowError when full."""
@@ -159,12 +167,17 @@ class GossipService:
             await get()
 
     async def _publisher(self) -> None:
+        last: dict[str, float] = dict.fromkeys(self._outbox, -1.0)
         while True:
             await self._wakeup.wait()
             await trio.sleep(self._batch_delay_s)
             self._wakeup = trio.Event()
             for topic, queue in self._outbox.items():
                 while queue:
+                    # Above the peers' spam limit py-libp2p drops batches silently: wait,
+                    # and let the next batch carry what comes meanwhile.
+                    await trio.sleep_until(last[topic] + self._batch_interval_s)
+                    last[topic] = trio.current_time()
                     batch = _take_batch(queue)
                     data = encode_batch(batch)
                     await self._pubsub.publish(topic, data)

@@ -84,6 +84,7 @@ class ValidatorLink:
             LedgerResponse, RESPONSE_BODY_BYTES_MAX, check_response
         )
         self._ids = itertools.count(1)
+        self._early: list[LedgerResponse] = []
         self._orders: list[_Pending] = []
         self._certs: list[bytes] = []
         self._wake = trio.Event()
@@ -102,18 +103,8 @@ class ValidatorLink:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                while self._certs:
-                    batch, self._certs = self._certs[:ITEMS_MAX], self._certs[ITEMS_MAX:]
-                    await self._request(CONFIRM, batch)
-                while self._orders:
-                    batch_p, self._orders = self._orders[:ITEMS_MAX], self._orders[ITEMS_MAX:]
-                    response = await self._request(SUBMIT, [p.signed.raw for p in batch_p])
-                    if len(response.results) != len(batch_p):
-                        raise DecodeError("a submit answer with the wrong number of results")
-                    for pending, result in zip(batch_p, response.results, strict=True):
-                        self._client.on_result(self.index, pending, result, self)
-                    if self._certs:
-                        break  # confirmations first: a retried order may need them
+                while self._certs or self._orders:
+                    await self._exchange()
         except Exception as exc:  # the validator left or misbehaved: drop the link
             log.info("validator link lost", extra={"peer": str(self.peer), "error": repr(exc)})
         finally:
@@ -125,31 +116,51 @@ class ValidatorLink:
                 await self._stream.reset()
             self._client.forget(self)
 
-    async def _request(self, op: str, items: list[bytes]) -> LedgerResponse:
-        request_id = next(self._ids)
-        await self._stream.write(
-            encode_frame(LedgerRequest(id=request_id, op=op, items=tuple(items)))
-        )
-        with trio.fail_after(REQUEST_TIMEOUT_S):
-            response = await _read_response(self._stream, self._decoder)
-        if response.id != request_id:
-            raise DecodeError(f"answer to request {response.id}, expected {request_id}")
-        if response.status != OK:
-            raise DecodeError(f"validator refused the request: {response.reason}")
-        return response
+    async def _exchange(self) -> None:
+        """Send what is queued (confirmations first: a submitted order may need them) in
+        one write, then read the answers, which come in the same order."""
+        certs, self._certs = self._certs[:ITEMS_MAX], self._certs[ITEMS_MAX:]
+        orders, self._orders = self._orders[:ITEMS_MAX], self._orders[ITEMS_MAX:]
+        requests = []
+        if certs:
+            requests.append(LedgerRequest(id=next(self._ids), op=CONFIRM, items=tuple(certs)))
+        if orders:
+            raws = tuple(p.signed.raw for p in orders)
+            requests.append(LedgerRequest(id=next(self._ids), op=SUBMIT, items=raws))
+        await self._stream.write(b"".join(encode_frame(r) for r in requests))
+        for request in requests:
+            with trio.fail_after(REQUEST_TIMEOUT_S):
+                response = await _read_response(self._stream, self._decoder, self._early)
+            if response.id != request.id:
+                raise DecodeError(f"answer to request {response.id}, expected {request.id}")
+            if response.status != OK:
+                raise DecodeError(f"validator refused the request: {response.reason}")
+            if request.op != SUBMIT:
+                continue
+            if len(response.results) != len(orders):
+                raise DecodeError("a submit answer with the wrong number of results")
+            for pending, result in zip(orders, response.results, strict=True):
+                self._client.on_result(self.index, pending, result, self)
 
 
 async def _read_response(
-    stream: INetStream, decoder: FrameDecoder[LedgerResponse]
+    stream: INetStream,
+    decoder: FrameDecoder[LedgerResponse],
+    early: list[LedgerResponse] | None = None,
 ) -> LedgerResponse:
+    """The next answer on ``stream``; answers that arrive together wait in ``early``."""
+    if early:
+        return early.pop(0)
     while True:
         data = await read_some(stream, 65536)
         if not data:
             raise DecodeError("the validator closed the stream")
         responses = decoder.feed(data)
         if responses:
-            if len(responses) > 1:
+            if early is None and len(responses) > 1:
                 raise DecodeError("an answer nobody asked for")
+            if early is not None:
+                early.extend(responses[1:])
             return responses[0]
 
 
@@ -315,6 +326,15 @@ class LedgerClient:
         refused = sum(members[i].weight for i in pending.refused)
         if self._committee.total - refused < self._committee.quorum:
             pending.done.set()
+
+    def adopt(self, cert: Certificate) -> None:
+        """Apply a checked certificate that another node formed for an order this node
+        signed (a standing offer's fill), counting its sequence numbers as if formed here.
+
+        The node that formed it confirms it to the validators and gossips it."""
+        for account, seq in spends(cert.order):
+            self._next_seq[account] = max(self._next_seq.get(account, 0), seq + 1)
+        self._service.apply([cert])
 
     def _certified(self, cert: Certificate) -> None:
         self.certified += 1

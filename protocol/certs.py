@@ -139,11 +139,11 @@ def root_from_path(order_id: bytes, index: int, count: int, path: Sequence[bytes
     does not fit the tree's shape."""
     if not 0 <= index < count:
         return None
-    # The siblings from the root down, with the side the leaf lies on at each level.
-    sides: list[bool] = []  # True: the leaf is in the left subtree
+    # The side the leaf lies on at each level, from the root down (True: left subtree).
+    sides: list[bool] = []
     lo, size = index, count
     while size > 1:
-        k = _split(size)
+        k = 1 << ((size - 1).bit_length() - 1)  # the largest power of two below size
         if lo < k:
             sides.append(True)
             size = k
@@ -153,9 +153,11 @@ def root_from_path(order_id: bytes, index: int, count: int, path: Sequence[bytes
             size -= k
     if len(sides) != len(path):
         return None
-    digest = leaf_hash(order_id)
+    sha256 = hashlib.sha256
+    digest = sha256(b"\x00" + order_id).digest()
     for left_side, sibling in zip(reversed(sides), path, strict=True):
-        digest = _node(digest, sibling) if left_side else _node(sibling, digest)
+        pair = digest + sibling if left_side else sibling + digest
+        digest = sha256(b"\x01" + pair).digest()
     return digest
 
 
@@ -320,5 +322,36 @@ def item_id(raw: bytes) -> bytes:
     """
     if not is_certificate(raw):
         return message_id(raw)
+    fast = _order_id_prefix(raw)
+    if fast is not None:
+        return fast
     wire = decode_record(CertificateWire, raw, bytes_max=CERTIFICATE_BYTES_MAX)
     return order_id(wire.kind, wire.order)
+
+
+_ORDER_KEY = b"\xa5order"
+
+
+def _order_id_prefix(raw: bytes) -> bytes | None:
+    """The order id read from the first two fields of a certificate's canonical bytes
+    (``kind``, ``order``), without decoding its votes; None when they are not laid out
+    as the canonical encoding lays them (the caller then decodes it all)."""
+    pos = len(CERTIFICATE_FIRST_KEY)
+    if pos >= len(raw) or not 0xA1 <= raw[pos] <= 0xB0:  # fixstr of 1 to 16 bytes
+        return None
+    end = pos + 1 + (raw[pos] - 0xA0)
+    kind = raw[pos + 1 : end]
+    if not kind.isascii() or raw[end : end + len(_ORDER_KEY)] != _ORDER_KEY:
+        return None
+    pos = end + len(_ORDER_KEY)
+    if raw[pos : pos + 1] == b"\xc4":
+        size, start = raw[pos + 1] if pos + 1 < len(raw) else -1, pos + 2
+    elif raw[pos : pos + 1] == b"\xc5":
+        size, start = int.from_bytes(raw[pos + 1 : pos + 3], "big"), pos + 3
+        if size < 0x100:
+            return None
+    else:
+        return None
+    if size < 1 or start + size > len(raw):
+        return None
+    return order_id(kind.decode("ascii"), raw[start : start + size])

@@ -174,6 +174,8 @@ class _RecordSpec:
     fields: tuple[_FieldSpec, ...]
     names: tuple[str, ...]
     """Field names in canonical (sorted) order, as a valid decoded map lists them."""
+    sorted_fields: tuple[_FieldSpec, ...]
+    """The fields in that order."""
 
 
 _SPECS: dict[type, _RecordSpec] = {}
@@ -209,15 +211,17 @@ def _specs(cls: type) -> _RecordSpec:
             )
         )
     names = tuple(sorted((f.name for f in fields), key=lambda n: n.encode("utf-8")))
-    spec = _RecordSpec(tuple(fields), names)
+    by_name = {f.name: f for f in fields}
+    spec = _RecordSpec(tuple(fields), names, tuple(by_name[n] for n in names))
     _SPECS[cls] = spec
     return spec
 
 
 def record_to_obj(record: Any) -> dict[str, Any]:
-    """Turn a record (and nested records) into plain values for :func:`encode`."""
+    """Turn a record (and nested records) into plain values for :func:`encode`, each map
+    with its keys in canonical order."""
     out: dict[str, Any] = {}
-    for spec in _specs(type(record)).fields:
+    for spec in _specs(type(record)).sorted_fields:
         value = getattr(record, spec.name)
         if spec.kind is tuple:
             out[spec.name] = [record_to_obj(v) if spec.item_is_record else v for v in value]
@@ -318,8 +322,19 @@ def check_field(cls: type, name: str, value: Any) -> None:
 
 
 def encode_record(record: Any) -> bytes:
-    """Return the canonical bytes of a record."""
-    return encode(record_to_obj(record))
+    """Return the canonical bytes of a record.
+
+    Faster than :func:`encode`: :func:`record_to_obj` already lists every map's keys in
+    canonical order and a record's fields hold only canonical types (their declared
+    types), so msgpack's exact-type packing writes the canonical form directly. Raises
+    :class:`TypeError` for a value outside the canonical subset (a bug of the caller).
+    """
+    try:
+        return msgpack.packb(  # type: ignore[no-any-return]
+            record_to_obj(record), use_bin_type=True, strict_types=True
+        )
+    except (OverflowError, ValueError) as exc:
+        raise TypeError(f"a record value has no canonical encoding: {exc}") from exc
 
 
 def decode_record(cls: type[R], data: bytes, *, bytes_max: int) -> R:

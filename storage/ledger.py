@@ -43,6 +43,7 @@ from storage.kv import KV, Batch, read_through
 from storage.messages import MessageLog, check_certificate_item
 
 HISTORY_LIMIT_MAX = 1000
+TOKEN_CACHE_MAX = 4096
 """The most certificates one :meth:`LedgerStore.history` page returns."""
 TOKEN_INFO_BYTES_MAX = 1024
 """The largest canonical TokenInfo (its fields' limits add up to about 700 bytes)."""
@@ -63,6 +64,8 @@ class LedgerStore:
         self._messages = messages
         self._genesis: bytes | None = None
         """The genesis bytes once read and checked; they never change after init."""
+        self._tokens: dict[bytes, TokenInfo] = {}
+        """Tokens read and checked, the most recent TOKEN_CACHE_MAX."""
 
     # The genesis.
 
@@ -139,8 +142,17 @@ class LedgerStore:
 
     def token(self, token_id: bytes) -> TokenInfo | None:
         """The token ``token_id``, or None if it was never created (here, yet)."""
+        info = self._tokens.get(token_id)
+        if info is not None:
+            return info
         value = self._kv.get(key(Prefix.LEDGER_TOKEN, token_id))
-        return None if value is None else _token_value(token_id, value)
+        if value is None:
+            return None
+        info = _token_value(token_id, value)
+        if len(self._tokens) >= TOKEN_CACHE_MAX:
+            self._tokens.pop(next(iter(self._tokens)))
+        self._tokens[token_id] = info  # a token never changes once created
+        return info
 
     def certified(self, account: bytes, seq: int) -> bytes | None:
         """The id of the order applied at ``(account, seq)``, if any."""

@@ -7,7 +7,7 @@ bootstrap node). It waits until every node has a link to every running validator
 """
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -28,20 +28,43 @@ def account_of(home: Path) -> str:
         return account_to_text(default_account(stores)[1])
 
 
-def prepare_ledger_homes(root: Path, count: int, validators: int, **settings: Any) -> list[Path]:
-    """Homes n0..n<count-1> with a shared genesis; the first ``validators`` vote."""
+def prepare_ledger_homes(
+    root: Path,
+    count: int,
+    validators: int,
+    *,
+    committee: int | None = None,
+    extra_allocs: Sequence[tuple[str, int]] = (),
+    **settings: Any,
+) -> list[Path]:
+    """Homes n0..n<count-1> with a shared genesis; the first ``validators`` vote.
+
+    The genesis (in ``root/net``, with every validator key) has a committee of
+    ``committee`` seats (default ``validators``): the seats past ``validators`` are for
+    processes other than nodes. ``extra_allocs`` (account text, amount) fund accounts that
+    no node holds, besides every node's ``ALLOCATION``.
+    """
+    seats = validators if committee is None else committee
+    assert 1 <= validators <= seats, "the validating nodes hold seats of the committee"
     homes = [init_home(root / f"n{i}") for i in range(count)]
     allocs = []
     for home in homes:
         allocs += ["--alloc", f"{account_of(home)}={ALLOCATION}"]
-    net = root / "net"
-    toktok(homes[0], "network", "init", "--validators", str(validators), "--out", str(net), *allocs)
+    for account, amount in extra_allocs:
+        allocs += ["--alloc", f"{account}={amount}"]
+    net = network_dir(root)
+    toktok(homes[0], "network", "init", "--validators", str(seats), "--out", str(net), *allocs)
     for i, home in enumerate(homes):
         key = str(net / "validators" / f"validator-{i + 1}.key") if i < validators else ""
         config = NodeConfig().override(genesis=str(net / "genesis.bin"), validator_key=key)
         (home / CONFIG_FILE).unlink()  # init_home wrote the defaults
         write_config(home, config.override(**settings))
     return homes
+
+
+def network_dir(root: Path) -> Path:
+    """Where :func:`prepare_ledger_homes` writes the genesis and the validator keys."""
+    return root / "net"
 
 
 def start_ledger_node(home: Path, bootstrap: list[str], role: str = "node") -> NodeProc:
@@ -54,10 +77,20 @@ def _linked(node: NodeProc, count: int) -> bool:
 
 @contextmanager
 def ledger_network(
-    root: Path, count: int, validators: int, **settings: Any
+    root: Path,
+    count: int,
+    validators: int,
+    *,
+    committee: int | None = None,
+    extra_allocs: Sequence[tuple[str, int]] = (),
+    **settings: Any,
 ) -> Iterator[list[NodeProc]]:
-    """``count`` running nodes sharing a genesis of ``validators`` validators."""
-    homes = prepare_ledger_homes(root, count, validators, **settings)
+    """``count`` running nodes sharing a genesis of ``validators`` validators (of a
+    committee of ``committee`` seats, see :func:`prepare_ledger_homes`); it yields them once
+    every node links to every validating node."""
+    homes = prepare_ledger_homes(
+        root, count, validators, committee=committee, extra_allocs=extra_allocs, **settings
+    )
     nodes: list[NodeProc] = []
     try:
         nodes.append(start_ledger_node(homes[0], [], role="bootstrap"))
