@@ -38,6 +38,7 @@ from protocol.orders import (
     SignedOrder,
     open_order,
     order_id,
+    owners,
 )
 
 VOTE_DOMAIN = b"toktok/v1/vote\x00"
@@ -301,6 +302,9 @@ def verify_certificate(
     order, oid = open_order(
         wire.kind, wire.order, committee.network, _NO_CLOCK_MS if now_ms is None else now_ms
     )
+    # [REJECT] There is one owner signature per owner.
+    if len(wire.sigs) != len(owners(order)):
+        raise Reject(f"certificate of a {wire.kind} with {len(wire.sigs)} owner signatures")
     signers = [v.validator for v in wire.votes]
     # [REJECT] Votes are sorted by validator index, one per validator.
     if any(a >= b for a, b in itertools.pairwise(signers)):

@@ -270,9 +270,9 @@ class Replica:
     def __init__(self, pending_max: int = PENDING_MAX) -> None:
         self._pending_max = pending_max
         self._waiting: dict[Slot, Certificate] = {}
-        """Early certificates by each slot they take (a swap is listed under both)."""
-        self._funds: dict[bytes, set[Slot]] = {}
-        """Account -> slots of waiting certificates that spend from it."""
+        """Early certificates by each slot they take (a swap is listed under both). One
+        that waits for a credit is its account's next slot, so looking at each account's
+        next slot when it changes or is credited finds everything that may apply."""
 
     @property
     def pending(self) -> int:
@@ -331,33 +331,29 @@ class Replica:
         return True
 
     def _try(self, overlay: Overlay, cert: Certificate) -> bool:
-        """Apply ``cert`` if it is ready, then whatever waited on it; return whether it was."""
+        """Apply ``cert`` if it is ready, then whatever waited on it; return whether it was.
+
+        What it unblocks applies in an order fixed by the certificates alone (the accounts
+        touched, in the order the order names them), so every node lists the same
+        ``applied`` for the same arrivals.
+        """
         if not self._ready(overlay, cert):
             return False
         queue = [cert]
         while queue:
-            current = queue.pop()
+            current = queue.pop(0)
+            if current is not cert and not self._ready(overlay, current):
+                continue
             self._unwait(current)
             apply_order(overlay, current.order, current.order_id)
             overlay.applied.append(current)
-            touched = {account for account, _ in spends(current.order)}
-            touched.update(account for account, _, _ in credits(current.order, current.order_id))
-            for account in touched:
-                for candidate in self._candidates(overlay, account):
-                    if candidate not in queue and self._ready(overlay, candidate):
-                        queue.append(candidate)
+            touched = [account for account, _ in spends(current.order)]
+            touched += [account for account, _, _ in credits(current.order, current.order_id)]
+            for account in dict.fromkeys(touched):
+                head = self._waiting.get((account, overlay.next_seq(account)))
+                if head is not None and head not in queue and self._ready(overlay, head):
+                    queue.append(head)
         return True
-
-    def _candidates(self, state: LedgerState, account: bytes) -> list[Certificate]:
-        found = []
-        head = self._waiting.get((account, state.next_seq(account)))
-        if head is not None:
-            found.append(head)
-        for slot in self._funds.get(account, ()):
-            cert = self._waiting.get(slot)
-            if cert is not None and cert not in found:
-                found.append(cert)
-        return found
 
     def _wait(self, cert: Certificate) -> None:
         if (spends(cert.order)[0]) in self._waiting:
@@ -366,15 +362,7 @@ class Replica:
             return  # dropped: it comes again by sync
         for slot in spends(cert.order):
             self._waiting[slot] = cert
-        for account, _, _ in debits(cert.order):
-            self._funds.setdefault(account, set()).update(spends(cert.order))
 
     def _unwait(self, cert: Certificate) -> None:
         for slot in spends(cert.order):
             self._waiting.pop(slot, None)
-        for account, _, _ in debits(cert.order):
-            slots = self._funds.get(account)
-            if slots is not None:
-                slots.difference_update(spends(cert.order))
-                if not slots:
-                    del self._funds[account]

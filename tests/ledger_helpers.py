@@ -62,6 +62,8 @@ ALICE = key("alice")
 BOB = key("bob")
 CAROL = key("carol")
 MALLORY = key("mallory")
+DAVE = key("dave")
+"""No allocation in the default genesis."""
 GENESIS_AMOUNT = 1000
 
 
