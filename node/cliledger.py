@@ -1,5 +1,6 @@
 """The ledger's commands: ``toktok balance``, ``history``, ``tokens``, ``transfer``, ``tip``,
-``token create`` and ``swap``.
+``token create``, ``swap``, and standing offers: ``offer``, ``offers``, ``buy`` and
+``offer-close``.
 
 Orders need the network, so they go through the running node, which signs them with an
 account of its keystore (the passphrase as for ``publish``) and waits for the certificate.
@@ -9,6 +10,7 @@ runs. Amounts are given in base units; what is printed places the token's decima
 
 import argparse
 import json
+import time
 from typing import Any
 
 from rich.table import Table
@@ -77,6 +79,36 @@ def register(sub: Any) -> None:
     a.add_argument("proposal")
     _signing_flags(a)
     a.set_defaults(func=cmd_swap_accept)
+    _register_offers(sub)
+
+
+def _register_offers(sub: Any) -> None:
+    p = sub.add_parser("offer", help="sell a token at a fixed price, filled by this node")
+    p.add_argument("token", help="symbol or id of the token for sale")
+    p.add_argument("--price", required=True, help="NUM/DEN base units paid per base unit sold")
+    p.add_argument("--amount", type=int, required=True, help="base units moved into the shop")
+    p.add_argument("--max-per-fill", type=int, default=None, help="default: --amount")
+    p.add_argument("--expires-s", type=int, default=7 * 24 * 3600, help="default: a week")
+    p.add_argument("--price-token", default="", help="default: the platform token")
+    _signing_flags(p)
+    p.set_defaults(func=cmd_offer)
+
+    p = sub.add_parser("offers", help="the standing offers this node knows")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_offers)
+
+    p = sub.add_parser("buy", help="buy from a standing offer (node running)")
+    p.add_argument("offer", help="the offer's id (or a unique prefix of 8+ digits)")
+    p.add_argument("amount", type=int, help="base units to buy")
+    p.add_argument("--pay", type=int, default=None, help="base units to pay; default: the price")
+    _signing_flags(p)
+    p.set_defaults(func=cmd_buy)
+
+    p = sub.add_parser("offer-close", help="stop an offer; its shop's tokens go back to you")
+    p.add_argument("offer")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_offer_close)
 
 
 def _signing_flags(p: argparse.ArgumentParser) -> None:
@@ -241,4 +273,76 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     for token in result["tokens"]:
         supply = format_amount(token["supply"], token["decimals"])
         say(f"{token['symbol']:<12} supply {supply}  {token['token'][:16]}  {token['name']}")
+    return 0
+
+
+def parse_price(text: str) -> tuple[int, int]:
+    """``NUM/DEN`` (or ``NUM``) as two whole numbers of at least 1. Raises CliError."""
+    num, _, den = text.partition("/")
+    try:
+        price = (int(num), int(den or "1"))
+    except ValueError as exc:
+        raise CliError(f"--price: NUM/DEN in whole numbers, not {text!r}") from exc
+    if min(price) < 1:
+        raise CliError(f"--price: NUM and DEN are at least 1, not {text!r}")
+    return price
+
+
+def cmd_offer(args: argparse.Namespace) -> int:
+    num, den = parse_price(args.price)
+    result = _sign_call(
+        args,
+        "offer.create",
+        token=args.token,
+        price_token=args.price_token,
+        price_num=num,
+        price_den=den,
+        amount=args.amount,
+        amount_max=args.max_per_fill if args.max_per_fill is not None else args.amount,
+        expires_s=args.expires_s,
+    )
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    say(
+        f"offering {args.amount} {result['token']['symbol']} at {num}/{den} "
+        f"{result['price_token']['symbol']} each, from shop {result['shop']}"
+    )
+    say(result["offer"])
+    return 0
+
+
+def cmd_offers(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 1000:
+        raise CliError("--limit: 1 to 1000")
+    result = call(require_node(args.home), "offers", limit=args.limit)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    for offer in result["offers"]:
+        price = f"{offer['price_num']}/{offer['price_den']} {offer['price_token']['symbol']}"
+        left_s = max(0, (offer["expires_ms"] - int(time.time() * 1000)) // 1000)
+        flags = " (closed)" if offer["closed"] else ""
+        say(
+            f"{offer['offer'][:16]}  {offer['token']['symbol']:<12} at {price}  "
+            f"stock {offer['stock']}  max {offer['amount_max']}  {left_s} s left{flags}"
+        )
+    return 0
+
+
+def cmd_buy(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"offer": args.offer, "amount": args.amount}
+    if args.pay is not None:
+        params["pay"] = args.pay
+    result = _sign_call(args, "buy", **params)
+    return _print_result(args, result, f"bought {result['amount']} for {result['paid']}")
+
+
+def cmd_offer_close(args: argparse.Namespace) -> int:
+    result = call(require_node(args.home), "offer.close", offer=args.offer)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    say(f"closed; {len(result['returned'])} transfers sent the shop's tokens back")
+    say(result["offer"])
     return 0

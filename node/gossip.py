@@ -1,10 +1,10 @@
 """Gossip: batches of signed messages on GossipSub topics (protocol/gossipwire.py).
 
 Receiving: the topic validator decodes the batch and offers each envelope to
-:class:`~node.ingest.Ingest`, which stores what is new. The batch is relayed when it
-brought something new and nothing invalid; it is dropped quietly when it held only
-duplicates or messages to ignore (future-dated, withdrawn); it is dropped and its
-forwarder penalised when anything in it is forged, malformed or on the wrong topic.
+:class:`~node.ingest.Ingest`, which stores what is new. The batch is relayed when all it
+holds is valid, new here or not; it is dropped quietly when it held messages to ignore
+(future-dated, withdrawn); it is dropped and its forwarder penalised when anything in it
+is forged, malformed or on the wrong topic.
 
 Publishing: messages wait up to ``batch_delay_ms`` for others to share their batch, so a
 burst of events costs a few gossip messages (one py-libp2p receiver handles only a few
@@ -121,7 +121,11 @@ class GossipService:
                 self._offenders.append((forwarder, reason))
                 self._offence.set()
                 log.info("gossip rejected", extra={"peer": str(forwarder), "reason": reason})
-            return verdict is Verdict.NEW
+            # A batch of messages known here is relayed all the same: the peers it goes
+            # to may lack them (they came here by another way), and GossipSub already
+            # drops what a peer has seen. (Refusing one also costs py-libp2p a text dump
+            # of the whole message for its exception: milliseconds each.)
+            return verdict in (Verdict.NEW, Verdict.DUPLICATE)
 
         return validate
 

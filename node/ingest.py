@@ -17,7 +17,7 @@ from node.sync import NodeItemSet
 from protocol.certs import is_certificate
 from protocol.envelope import SignedMessage, message_id
 from protocol.errors import Ignore, Reject
-from protocol.kinds import Tombstone, VideoManifest
+from protocol.kinds import Offer, Tombstone, VideoManifest
 from protocol.validate import validate_message
 from storage.errors import StoreError, Withdrawn
 from storage.kv import Batch
@@ -126,6 +126,8 @@ class Ingest:
             if stored is not None:
                 self._messages.stage_withdrawn(batch, stored.id, stored.manifest.created_ms)
                 # Already in the item set, as the manifest it was.
+        elif isinstance(record, Offer):
+            self._stores.offers.put(message)
         else:
             self._stores.social.apply(message)
         # A crash before this write leaves the store ahead of the log; the message comes

@@ -219,7 +219,10 @@ class LedgerService:
                     await stream.write(encode_frame(_refusal(0, BAD_REQUEST, str(exc))))
                     break
                 for request in requests:
-                    await stream.write(encode_frame(self._answer(request)))
+                    response = self._answer(request)
+                    await stream.write(encode_frame(response))
+                    if response.status == BAD_REQUEST:
+                        return  # out of step with this client: the stream closes
                     await trio.sleep(0)
         except Exception as exc:  # the client left or broke the stream: its loss
             log.debug("ledger stream ended", extra={"peer": str(peer), "error": repr(exc)})

@@ -15,11 +15,11 @@ from node.daemon import Node
 from node.gossip import wall_ms
 from node.home import HomeError, default_account, unlock_account
 from node.ledgerclient import LedgerError
-from node.ledgerview import entry_json, parse_amount, token_json
+from node.ledgerview import entry_json, parse_amount, resolve_token, token_json
+from node.offerapi import install_offer_routes
 from protocol.accounts import AccountKey, InvalidAccount, account_from_text, account_to_text
 from protocol.errors import DecodeError, Ignore, Reject
 from protocol.orders import (
-    PLATFORM_TOKEN,
     CreateToken,
     Leg,
     Order,
@@ -59,24 +59,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
             raise ControlError(str(exc)) from exc
 
     def token_param(params: dict[str, Any], name: str = "token") -> bytes:
-        text = str(params.get(name) or "")
-        if not text:
-            return PLATFORM_TOKEN
-        if len(text) == 64:
-            try:
-                token = bytes.fromhex(text)
-            except ValueError as exc:
-                raise ControlError(f"{name}: a symbol or a 64-digit hex token id") from exc
-            if ledger.store.token(token) is None:
-                raise ControlError(f"unknown token {text}")
-            return token
-        matches = [tid for tid, info in ledger.store.tokens() if info.symbol == text]
-        if not matches:
-            raise ControlError(f"no token has the symbol {text!r}")
-        if len(matches) > 1 and PLATFORM_TOKEN not in matches:
-            listing = ", ".join(m.hex() for m in matches)
-            raise ControlError(f"several tokens have the symbol {text!r}: give its id ({listing})")
-        return PLATFORM_TOKEN if PLATFORM_TOKEN in matches else matches[0]
+        return resolve_token(ledger.store, str(params.get(name) or ""), name)
 
     async def balance(params: dict[str, Any]) -> dict[str, Any]:
         account = account_param(params)
@@ -117,6 +100,10 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
     ) -> dict[str, Any]:
         key = _unlock(node, params)
         async with client.account_lock(key.public_key):
+            try:
+                await client.finish(key.public_key)
+            except LedgerError as exc:
+                raise ControlError(str(exc)) from exc
             order = build(key, client.next_seq(key.public_key))
             try:
                 signed = sign_order(order, [key])
@@ -229,6 +216,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
         ("order.submit", submit_order),
     ):
         server.route(name, fn)
+    install_offer_routes(server, node)
 
 
 def _unlock(node: Node, params: dict[str, Any]) -> AccountKey:

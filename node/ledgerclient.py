@@ -182,6 +182,8 @@ class LedgerClient:
         self._nursery: trio.Nursery | None = None
         self._next_seq: dict[bytes, int] = {}
         self._account_locks: dict[bytes, trio.Lock] = {}
+        self.unfinished: dict[bytes, SignedOrder] = {}
+        """Per account, an order some validators voted for that did not certify."""
         self.certified = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -261,8 +263,29 @@ class LedgerClient:
         with trio.move_on_after(timeout_s):
             await pending.done.wait()
         if pending.cert is None:
+            if pending.votes:  # some validators hold a lock for it: it must be finished
+                for account, _ in spends(signed.order):
+                    self.unfinished[account] = signed
             raise LedgerError(self._failure(pending, timeout_s))
         return pending.cert
+
+    async def finish(self, account: bytes) -> None:
+        """Certify the account's order that some validators voted for but no quorum did.
+
+        Until it certifies, those validators refuse any other order for its sequence
+        number, so a new order must wait for it. Raises :class:`LedgerError` when it still
+        does not certify.
+        """
+        signed = self.unfinished.get(account)
+        if signed is None:
+            return
+        if any(self.next_seq(a) > seq for a, seq in spends(signed.order)):
+            del self.unfinished[account]  # it (or, with a lying quorum, another) certified
+            return
+        try:
+            await self.submit(signed)
+        except LedgerError as exc:
+            raise LedgerError(f"an earlier order of this account is unfinished: {exc}") from exc
 
     def _failure(self, pending: _Pending, timeout_s: float) -> str:
         if pending.refused:
@@ -334,12 +357,18 @@ class LedgerClient:
         The node that formed it confirms it to the validators and gossips it."""
         for account, seq in spends(cert.order):
             self._next_seq[account] = max(self._next_seq.get(account, 0), seq + 1)
+            held = self.unfinished.get(account)
+            if held is not None and held.id == cert.order_id:
+                del self.unfinished[account]
         self._service.apply([cert])
 
     def _certified(self, cert: Certificate) -> None:
         self.certified += 1
         for account, seq in spends(cert.order):
             self._next_seq[account] = max(self._next_seq.get(account, 0), seq + 1)
+            held = self.unfinished.get(account)
+            if held is not None and held.id == cert.order_id:
+                del self.unfinished[account]
         self._service.apply([cert])
         for link in self.links.values():
             link.confirm([cert.raw])

@@ -22,6 +22,7 @@ from protocol.orders import (
     Transfer,
     order_id,
 )
+from storage.ledger import LedgerStore
 
 
 def parse_amount(value: object) -> int:
@@ -31,6 +32,28 @@ def parse_amount(value: object) -> int:
     if not 1 <= value <= AMOUNT_MAX:
         raise ControlError(f"amount: 1 to {AMOUNT_MAX} base units")
     return value
+
+
+def resolve_token(store: LedgerStore, text: str, name: str = "token") -> bytes:
+    """The token a control call names by ``text``: a symbol, a 64-digit hex id, or empty for
+    the platform token. Raises :class:`ControlError` naming the parameter ``name``."""
+    if not text:
+        return PLATFORM_TOKEN
+    if len(text) == 64:
+        try:
+            token = bytes.fromhex(text)
+        except ValueError as exc:
+            raise ControlError(f"{name}: a symbol or a 64-digit hex token id") from exc
+        if store.token(token) is None:
+            raise ControlError(f"unknown token {text}")
+        return token
+    matches = [tid for tid, info in store.tokens() if info.symbol == text]
+    if not matches:
+        raise ControlError(f"no token has the symbol {text!r}")
+    if len(matches) > 1 and PLATFORM_TOKEN not in matches:
+        listing = ", ".join(m.hex() for m in matches)
+        raise ControlError(f"several tokens have the symbol {text!r}: give its id ({listing})")
+    return PLATFORM_TOKEN if PLATFORM_TOKEN in matches else matches[0]
 
 
 def format_amount(amount: int, decimals: int) -> str:

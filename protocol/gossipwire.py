@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from protocol.codec import array_header_bytes, bin_bytes, decode, encode
 from protocol.errors import DecodeError
-from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, VideoManifest
+from protocol.kinds import Follow, Offer, Profile, Reaction, Tombstone, Unfollow, VideoManifest
 
 MANIFEST_TOPIC = "/toktok/v1/manifests"
 SOCIAL_TOPIC = "/toktok/v1/social"
@@ -26,7 +26,7 @@ CERTIFICATE = "certificate"
 TOPIC_KINDS: dict[str, frozenset[str]] = {
     MANIFEST_TOPIC: frozenset({VideoManifest.KIND}),
     SOCIAL_TOPIC: frozenset(
-        {Follow.KIND, Unfollow.KIND, Reaction.KIND, Tombstone.KIND, Profile.KIND}
+        {Follow.KIND, Unfollow.KIND, Reaction.KIND, Tombstone.KIND, Profile.KIND, Offer.KIND}
     ),
     LEDGER_TOPIC: frozenset({CERTIFICATE}),
 }

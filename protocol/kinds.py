@@ -31,10 +31,19 @@ REASON_BYTES_MAX = 200
 DURATION_MS_MAX = 600_000
 """The longest video (10 minutes): this is a short-video network."""
 DIMENSION_MAX = 4096
+TOKEN_ID_LEN = 32
+NETWORK_ID_LEN = 32
+PEER_ID_BYTES_MAX = 64
+"""The longest libp2p peer id (a multihash) a record may name."""
+OFFER_AMOUNT_MAX = 2**63 - 1
+"""The ledger's AMOUNT_MAX, which protocol/orders.py defines: it imports protocol.validate,
+which imports this module, so the value is repeated here (tests/test_offers.py checks)."""
 
 _ACCOUNT = {"len_min": PUBLIC_KEY_LEN, "len_max": PUBLIC_KEY_LEN}
 _CID = {"len_min": CID_LEN, "len_max": CID_LEN}
 _MESSAGE_ID = {"len_min": MESSAGE_ID_LEN, "len_max": MESSAGE_ID_LEN}
+_TOKEN = {"len_min": TOKEN_ID_LEN, "len_max": TOKEN_ID_LEN}
+_OFFER_AMOUNT = {"value_min": 1, "value_max": OFFER_AMOUNT_MAX}
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,44 @@ class Reaction:
     reaction: str = fld(len_min=1, len_max=16)
 
 
-Record = VideoManifest | Profile | Tombstone | Follow | Unfollow | Reaction
+@dataclass(frozen=True)
+class Offer:
+    """A standing offer: the author's node sells ``token`` from ``shop`` at a fixed price.
+
+    A fan pays ``ceil(amount * price_num / price_den)`` base units of ``price_token`` for
+    ``amount`` base units of ``token``, at most ``amount_max`` per fill, until
+    ``expires_ms``; the node whose libp2p peer id is ``peer`` signs the fills for ``shop``
+    (docs/protocol.md section 14). The offer's id is its message id.
+    """
+
+    KIND: ClassVar[str] = "offer"
+    author: bytes = fld(**_ACCOUNT)
+    created_ms: int = fld()
+    network: bytes = fld(len_min=NETWORK_ID_LEN, len_max=NETWORK_ID_LEN)
+    """The ledger's network id (its genesis hash): an offer is for one network."""
+    shop: bytes = fld(**_ACCOUNT)
+    """The account that holds the tokens for sale and signs each fill."""
+    token: bytes = fld(**_TOKEN)
+    price_token: bytes = fld(**_TOKEN)
+    price_num: int = fld(**_OFFER_AMOUNT)
+    price_den: int = fld(**_OFFER_AMOUNT)
+    amount_max: int = fld(**_OFFER_AMOUNT)
+    """The most base units of ``token`` one fill may buy."""
+    expires_ms: int = fld()
+    peer: bytes = fld(len_min=1, len_max=PEER_ID_BYTES_MAX)
+    """The libp2p peer id (its bytes: a multihash) of the node that fills the offer."""
+
+
+def offer_cost(offer: Offer, amount: int) -> int:
+    """What ``amount`` base units of the offer's token cost in its price token: the price
+    times the amount, rounded up, so a fill never pays less than the price."""
+    return -(-amount * offer.price_num // offer.price_den)
+
+
+Record = VideoManifest | Profile | Tombstone | Follow | Unfollow | Reaction | Offer
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (VideoManifest, Profile, Tombstone, Follow, Unfollow, Reaction)
+    cls.KIND: cls for cls in (VideoManifest, Profile, Tombstone, Follow, Unfollow, Reaction, Offer)
 }
 
 BODY_BYTES_MAX: dict[str, int] = {
@@ -158,5 +201,6 @@ BODY_BYTES_MAX: dict[str, int] = {
     "follow": 256,
     "unfollow": 256,
     "reaction": 256,
+    "offer": 512,
 }
 """The largest canonical body each kind may have."""

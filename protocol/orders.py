@@ -244,12 +244,17 @@ def cosign(partial: SignedOrder, key: AccountKey) -> SignedOrder:
 
 
 def decode_signed_order(raw: bytes) -> SignedOrderWire:
-    """Decode the wire form without checking signatures. Raises :class:`Reject`."""
+    """Decode the wire form and check its version, not its signatures. Raises
+    :class:`Reject`."""
     # [REJECT] The signed order is the canonical encoding of a SignedOrderWire.
     try:
-        return decode_record(SignedOrderWire, raw, bytes_max=SIGNED_ORDER_BYTES_MAX)
+        wire = decode_record(SignedOrderWire, raw, bytes_max=SIGNED_ORDER_BYTES_MAX)
     except DecodeError as exc:
         raise Reject(f"malformed signed order: {exc}") from exc
+    # [REJECT] The version is one this node speaks.
+    if wire.v != ORDER_VERSION:
+        raise Reject(f"signed order version {wire.v} is not {ORDER_VERSION}")
+    return wire
 
 
 def open_order(kind: str, order_bytes: bytes, network: bytes, now_ms: int) -> tuple[Order, bytes]:
@@ -310,9 +315,6 @@ def verify_order(raw: bytes, network: bytes, now_ms: int) -> SignedOrder:
     (or :class:`protocol.errors.Ignore` for an order dated in the future).
     """
     wire = decode_signed_order(raw)
-    # [REJECT] The version is one this node speaks.
-    if wire.v != ORDER_VERSION:
-        raise Reject(f"signed order version {wire.v} is not {ORDER_VERSION}")
     order, _ = open_order(wire.kind, wire.order, network, now_ms)
     keys = owners(order)
     # [REJECT] There is one signature per owner.

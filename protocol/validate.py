@@ -26,15 +26,18 @@ from protocol.errors import DecodeError, Ignore, InvalidCid, Reject
 from protocol.kinds import (
     BODY_BYTES_MAX,
     MESSAGE_ID_LEN,
+    OFFER_AMOUNT_MAX,
     REACTIONS,
     RECORD_TYPES,
     Follow,
+    Offer,
     Profile,
     Reaction,
     Record,
     Tombstone,
     Unfollow,
     VideoManifest,
+    offer_cost,
 )
 
 FUTURE_MS_MAX = 5 * 60 * 1000
@@ -60,6 +63,10 @@ WHITE_SPACE = frozenset(
     + ["\u2028", "\u2029", "\u202f", "\u205f", "\u3000"]
 )
 """Unicode's White_Space property, which the Unicode stability policy keeps fixed."""
+OFFER_LIFETIME_MS_MAX = 30 * 24 * 3600 * 1000
+"""The longest an offer may stand (30 days): a creator renews an offer by publishing another."""
+IDENTITY_MULTIHASH_BYTES_MAX = 42
+"""libp2p inlines a public key in its peer id (an identity multihash) up to this length."""
 _ASCII_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_CLOCK_MS = 2**62
 """A time after every valid timestamp, for re-checking stored messages."""
@@ -280,6 +287,42 @@ def validate_reaction(reaction: Reaction, now_ms: int) -> None:
         raise Reject(f"unknown reaction {reaction.reaction!r}")
 
 
+def validate_offer(offer: Offer, now_ms: int) -> None:
+    """Rules of a standing offer. Raises :class:`Reject` or :class:`Ignore`.
+
+    An offer past its ``expires_ms`` is still valid: it is a fact of the past, kept and
+    synced like any message; nodes only stop listing and filling it.
+    """
+    validate_created(offer.created_ms, now_ms)
+    # [REJECT] The shop is an account other than the offer's author.
+    if offer.shop == offer.author:
+        raise Reject("an offer's shop is its author's own account")
+    # [REJECT] The token sold differs from the token it is paid in.
+    if offer.token == offer.price_token:
+        raise Reject("an offer of a token for itself")
+    # [REJECT] The offer expires after its creation, within OFFER_LIFETIME_MS_MAX.
+    lifetime_ms = offer.expires_ms - offer.created_ms
+    if not 0 < lifetime_ms <= OFFER_LIFETIME_MS_MAX:
+        raise Reject(
+            f"an offer stands for {lifetime_ms} ms; it must be 1 to {OFFER_LIFETIME_MS_MAX}"
+        )
+    # [REJECT] A fill of amount_max costs at most OFFER_AMOUNT_MAX of the price token.
+    if offer_cost(offer, offer.amount_max) > OFFER_AMOUNT_MAX:
+        raise Reject(f"a fill of amount_max costs more than {OFFER_AMOUNT_MAX} base units")
+    # [REJECT] The peer is a libp2p peer id: an identity or a SHA-256 multihash.
+    if not is_peer_id(offer.peer):
+        raise Reject("an offer's peer is not a libp2p peer id")
+
+
+def is_peer_id(data: bytes) -> bool:
+    """Whether ``data`` is the bytes of a libp2p peer id: the multihash ``00 <len> <key>``
+    (identity, a key of at most IDENTITY_MULTIHASH_BYTES_MAX bytes) or ``12 20 <digest>``
+    (SHA-256 of a longer key)."""
+    if len(data) >= 2 and data[0] == 0x00:
+        return data[1] == len(data) - 2 and 1 <= data[1] <= IDENTITY_MULTIHASH_BYTES_MAX
+    return len(data) == 34 and data[:2] == b"\x12\x20"
+
+
 _VALIDATORS: dict[type[Any], Callable[[Any, int], None]] = {
     VideoManifest: validate_manifest,
     Profile: validate_profile,
@@ -287,4 +330,5 @@ _VALIDATORS: dict[type[Any], Callable[[Any, int], None]] = {
     Follow: validate_follow,
     Unfollow: validate_unfollow,
     Reaction: validate_reaction,
+    Offer: validate_offer,
 }

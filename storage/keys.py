@@ -100,6 +100,20 @@ class Prefix(IntEnum):
     # Where each applied order lies in LEDGER_LOG: LEDGER_POSITION + order id -> u64.
     LEDGER_POSITION = 0x67
 
+    # Standing offers (storage/offers.py). Offers by id (their message id):
+    # OFFER + offer id -> signed envelope bytes.
+    OFFER = 0x70
+    # Offers by the time they expire, for listing those that stand:
+    # OFFER_BY_EXPIRY + expires_ms (u64) + offer id -> b"".
+    OFFER_BY_EXPIRY = 0x71
+    # Offers this node's creator closed (their shop fills no more): OFFER_CLOSED + offer id
+    # -> closed_ms (u64).
+    OFFER_CLOSED = 0x72
+    # The keys of this node's shop accounts, one per offer it fills, kept PLAIN (like the
+    # node key) so the node signs fills unattended: SHOP_KEY + shop account -> 32-byte seed.
+    # Written (synced) before the shop is funded, so a crash never strands its tokens.
+    SHOP_KEY = 0x73
+
     # Retired values go here, commented out, with the schema version that retired them and
     # why (``# NAME = 0x.. retired in schema N: ...``); none yet.
 

@@ -1,7 +1,7 @@
 """MessageLog: the set of signed messages a node holds for anti-entropy sync.
 
 Every message the node accepted, of any kind (manifests, tombstones, follows, unfollows,
-reactions, profiles), is kept here as the exact envelope bytes that passed validation,
+reactions, profiles, offers), is kept here as the exact envelope bytes that passed validation,
 under its message id, with an index in sync item order, ``(created_ms, id)``
 (docs/sync.md section 2). The other stores keep what each kind means (the newest follow
 state, a video's chunks); this one keeps every message, so it can be served to a peer that

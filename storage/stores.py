@@ -11,6 +11,7 @@ from storage.kv import KV, Batch, LevelDBKV, MemoryKV
 from storage.ledger import LedgerStore
 from storage.manifests import ManifestStore
 from storage.messages import MessageLog
+from storage.offers import OfferStore
 from storage.social import SocialStore
 
 SCHEMA_VERSION = 1
@@ -34,8 +35,8 @@ def _check_schema(kv: KV) -> None:
 
 
 class Stores:
-    """The chunk, manifest, social, key and ledger stores and the message log of one node,
-    sharing one KV."""
+    """The chunk, manifest, social, key, ledger and offer stores and the message log of one
+    node, sharing one KV."""
 
     def __init__(self, kv: KV, *, quota_bytes: int | None = None) -> None:
         """Raises StoreError for a store written by a newer schema; undoes crashed publishes."""
@@ -47,6 +48,7 @@ class Stores:
         self.keystore = Keystore(kv)
         self.messages = MessageLog(kv)
         self.ledger = LedgerStore(kv, self.messages)
+        self.offers = OfferStore(kv)
         self.manifests.recover()
 
     @classmethod

@@ -14,16 +14,18 @@ from protocol import codec
 from protocol.envelope import signing_input
 from protocol.errors import Ignore, Reject, Verdict
 from protocol.kinds import BODY_BYTES_MAX, ChunkRef
-from protocol.validate import DURATION_SLACK_MS, EPOCH_MS, FUTURE_MS_MAX
+from protocol.validate import DURATION_SLACK_MS, EPOCH_MS, FUTURE_MS_MAX, OFFER_LIFETIME_MS_MAX
 from tests.vectors.samples import (
     BOB,
     MALLORY,
     MANIFEST_ID,
     NOW_MS,
+    PEER_ID,
     flip_bit,
     reference_encode,
     sample_follow,
     sample_manifest,
+    sample_offer,
     sample_profile,
     sample_reaction,
     sample_tombstone,
@@ -74,6 +76,11 @@ R_REASON = "The reason holds no control characters."
 R_FOLLOW_SELF = "An account does not follow itself."
 R_REACTION = "The reaction is one of REACTIONS."
 R_TOMBSTONE_TARGET = "Only the manifest's author withdraws it."
+R_OFFER_SHOP = "The shop is an account other than the offer's author."
+R_OFFER_TOKENS = "The token sold differs from the token it is paid in."
+R_OFFER_EXPIRY = "The offer expires after its creation, within OFFER_LIFETIME_MS_MAX."
+R_OFFER_COST = "A fill of amount_max costs at most OFFER_AMOUNT_MAX of the price token."
+R_OFFER_PEER = "The peer is a libp2p peer id: an identity or a SHA-256 multihash."
 
 
 def _manifest(**changes: Any) -> bytes:
@@ -299,7 +306,57 @@ def _invalid_messages() -> Iterator[InvalidMessage]:
     )
 
 
-INVALID_MESSAGES: list[InvalidMessage] = list(_invalid_messages())
+def _invalid_offers() -> Iterator[InvalidMessage]:
+    msg = InvalidMessage
+    offer = sample_offer()
+    yield msg(
+        "offer-shop-is-author",
+        R_OFFER_SHOP,
+        Reject,
+        "an offer's shop is its author's own account",
+        sealed(sample_offer(shop=offer.author)),
+    )
+    yield msg(
+        "offer-token-for-itself",
+        R_OFFER_TOKENS,
+        Reject,
+        "an offer of a token for itself",
+        sealed(sample_offer(price_token=offer.token)),
+    )
+    for name, expires_ms, stands in [
+        ("offer-expires-when-created", offer.created_ms, "0"),
+        ("offer-expires-before-created", offer.created_ms - 1, "-1"),
+        ("offer-stands-too-long", offer.created_ms + OFFER_LIFETIME_MS_MAX + 1, r"\d+"),
+    ]:
+        yield msg(
+            name,
+            R_OFFER_EXPIRY,
+            Reject,
+            f"an offer stands for {stands} ms",
+            sealed(sample_offer(expires_ms=expires_ms)),
+        )
+    yield msg(
+        "offer-fill-costs-too-much",
+        R_OFFER_COST,
+        Reject,
+        "a fill of amount_max costs more than",
+        sealed(sample_offer(price_num=2**62, price_den=1, amount_max=2)),
+    )
+    for name, peer in [
+        ("offer-peer-not-multihash", b"\x01" + PEER_ID[1:]),
+        ("offer-peer-wrong-length", PEER_ID[:-1]),
+        ("offer-peer-sha256-short", b"\x12\x20" + bytes(31)),
+    ]:
+        yield msg(
+            name,
+            R_OFFER_PEER,
+            Reject,
+            "an offer's peer is not a libp2p peer id",
+            sealed(sample_offer(peer=peer)),
+        )
+
+
+INVALID_MESSAGES: list[InvalidMessage] = [*_invalid_messages(), *_invalid_offers()]
 """Small envelopes that each break one rule: written to invalid.json, tested one by one."""
 
 

@@ -15,6 +15,8 @@ verdict; docs/protocol.md explains the format and walks through some of the vect
 - ``<kind>.json``, one per kind: records with their body, signing input, signature,
   envelope and message id.
 - ``invalid.json``: envelopes that each break one validation rule, with the verdict.
+- ``ledger.json``: the ledger's genesis, orders, votes, certificate and Merkle trees
+  (tests/vectors/ledger_vectors.py).
 """
 
 import dataclasses
@@ -29,6 +31,7 @@ from protocol.cid import chunk_id, cid_to_text
 from protocol.envelope import seal, signing_input
 from protocol.kinds import RECORD_TYPES, Record
 from tests.vectors.invalid_cases import CODEC_INVALID, INVALID_MESSAGES
+from tests.vectors.ledger_vectors import ledger_file
 from tests.vectors.samples import (
     ALICE,
     BOB,
@@ -40,6 +43,7 @@ from tests.vectors.samples import (
     key_of,
     sample_follow,
     sample_manifest,
+    sample_offer,
     sample_profile,
     sample_reaction,
     sample_remix,
@@ -247,6 +251,18 @@ KIND_VECTORS: dict[str, list[tuple[str, Callable[[], Record]]]] = {
         ("like", sample_reaction),
         ("unlike", lambda: sample_reaction(created_ms=CREATED_MS + 2000, reaction="unlike")),
     ],
+    "offer": [
+        ("alice sells ART at 5/2", sample_offer),
+        (
+            "a SHA-256 peer id, a price below 1",
+            lambda: sample_offer(
+                peer=bytes.fromhex("1220") + bytes(range(32)),
+                price_num=1,
+                price_den=1000,
+                amount_max=1_000_000,
+            ),
+        ),
+    ],
 }
 
 
@@ -281,6 +297,7 @@ def build() -> dict[str, str]:
     files = {"codec.json": codec_file(), "ids.json": ids_file(), "invalid.json": invalid_file()}
     for kind in RECORD_TYPES:
         files[f"{kind}.json"] = kind_file(kind)
+    files["ledger.json"] = ledger_file()
     return {
         name: json.dumps(content, indent=2, ensure_ascii=False) + "\n"
         for name, content in sorted(files.items())

@@ -25,6 +25,7 @@ from protocol.envelope import ENVELOPE_VERSION, message_id, seal, signing_input
 from protocol.kinds import (
     ChunkRef,
     Follow,
+    Offer,
     Profile,
     Reaction,
     Record,
@@ -179,6 +180,34 @@ def sample_reaction(**changes: Any) -> Reaction:
     return dataclasses.replace(reaction, **changes)
 
 
+NETWORK_ID = hashlib.sha256(b"sample genesis").digest()
+"""The network id the sample offer names (a genesis hash in a real network)."""
+ART_TOKEN = hashlib.sha256(b"sample ART token").digest()
+"""The id of ALICE's token in the sample offer (a create-token order's id in a network)."""
+PEER_ID = bytes.fromhex("002408011220") + bytes(range(100, 132))
+"""A libp2p Ed25519 peer id: the identity multihash of the protobuf-encoded public key."""
+SHOP = AccountKey(bytes(range(96, 128)))
+"""ALICE's shop account: seed 60 61 ... 7f."""
+
+
+def sample_offer(**changes: Any) -> Offer:
+    """ALICE sells ART from her shop: 5/2 platform base units per ART base unit, a day."""
+    offer = Offer(
+        author=ALICE.public_key,
+        created_ms=CREATED_MS,
+        network=NETWORK_ID,
+        shop=SHOP.public_key,
+        token=ART_TOKEN,
+        price_token=bytes(32),
+        price_num=5,
+        price_den=2,
+        amount_max=100,
+        expires_ms=CREATED_MS + 86_400_000,
+        peer=PEER_ID,
+    )
+    return dataclasses.replace(offer, **changes)
+
+
 SAMPLES: dict[str, Callable[..., Record]] = {
     "manifest": sample_manifest,
     "profile": sample_profile,
@@ -186,6 +215,7 @@ SAMPLES: dict[str, Callable[..., Record]] = {
     "follow": sample_follow,
     "unfollow": sample_unfollow,
     "reaction": sample_reaction,
+    "offer": sample_offer,
 }
 """One builder of a valid record per kind; keyword arguments replace fields."""
 
