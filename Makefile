@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gossip.py
 	$(BIN)/python bench/swarm.py
 	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/ledger.py
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:

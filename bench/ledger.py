@@ -135,6 +135,7 @@ def start_clients(
                 str(args.validators),
                 "--out",
                 str(out),
+                *(["--profile", f"{args.profile}.{c}"] if args.profile and c == 0 else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--transfers", type=int, default=10, help="per account")
     parser.add_argument("--deadline-s", type=float, default=300)
+    parser.add_argument("--profile", default="", help="cProfile the first client into FILE.0")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="toktok-bench-ledger-") as tmp, progress() as bar:

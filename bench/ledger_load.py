@@ -115,8 +115,16 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, required=True)
     parser.add_argument("--validators", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--profile", default="", help="write cProfile stats of the run here")
     args = parser.parse_args()
-    result = trio.run(run, args)
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(trio.run, run, args)
+        profiler.dump_stats(args.profile)
+    else:
+        result = trio.run(run, args)
     Path(args.out).write_text(json.dumps(result))
 
 

@@ -71,7 +71,7 @@ def start_ledger_node(home: Path, bootstrap: list[str], role: str = "node") -> N
     return start_node(home, bootstrap=bootstrap, role=role)
 
 
-def _linked(node: NodeProc, count: int) -> bool:
+def linked(node: NodeProc, count: int) -> bool:
     return int(node.call("status")["ledger"]["validators_linked"]) >= count
 
 
@@ -99,7 +99,7 @@ def ledger_network(
         for i, node in enumerate(nodes):
             others = validators - 1 if i < validators else validators
             wait_for(
-                partial(_linked, node, others),
+                partial(linked, node, others),
                 timeout_s=30,
                 what=f"{node.home.name} linked to the validators",
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import PASSPHRASE, toktok
-from tests.ledgernet import ALLOCATION, balance, ledger_network, transfer
+from tests.ledgernet import ALLOCATION, balance, ledger_network, linked, transfer
 from tests.netharness import NodeProc, start_node, wait_for
 
 
@@ -170,3 +170,24 @@ def test_tip_pays_the_creator_of_a_video(tmp_path: Path, sample: Path) -> None:
         )
         entry = creator.call("history")["history"][0]
         assert entry["memo"] == video
+
+
+def test_an_order_short_of_a_quorum_is_finished_before_the_next(tmp_path: Path) -> None:
+    with ledger_network(tmp_path, 5, 4) as nodes:
+        accounts = [account(n) for n in nodes]
+        for i in (2, 3):
+            assert nodes[i].stop() == 0  # two of four: no quorum
+        with pytest.raises(Exception, match="no quorum"):
+            transfer(nodes[4], accounts[1], 11)
+        assert nodes[4].call("balance")["next_seq"] == 0
+        for i in (2, 3):
+            nodes[i] = start_node(nodes[i].home, bootstrap=[nodes[0].addr])
+        wait_for(lambda: linked(nodes[4], 4), timeout_s=30, what="the validators back")
+        # Validators 0 and 1 hold a lock for the first order: it is certified first.
+        transfer(nodes[4], accounts[1], 22)
+        assert nodes[4].call("balance")["next_seq"] == 2
+        wait_for(
+            lambda: balance(nodes[1], accounts[4]) == ALLOCATION - 33,
+            timeout_s=20,
+            what="both transfers at another replica",
+        )
