@@ -205,6 +205,7 @@ def _ledger_status(node: Node) -> dict[str, Any] | None:
         "network": ledger.committee.network.hex(),
         "validator": None if ledger.validator is None else ledger.validator.index,
         "validators_linked": len(client.links),
+        "replicas_linked": len(client.replicas),
         "certified": client.certified,
         **dataclasses.asdict(ledger.stats),
     }

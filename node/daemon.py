@@ -46,7 +46,7 @@ from node.sync import NodeItemSet, SyncLimits, run_sync
 from protocol.accounts import AccountKey
 from protocol.errors import DecodeError
 from protocol.genesis import committee_of, decode_genesis
-from protocol.gossipwire import CERTIFICATE, gossip_message_id
+from protocol.gossipwire import CERTIFICATE, LEDGER_TOPIC, gossip_message_id
 from protocol.ledgerwire import PROTOCOL_ID as LEDGER_PROTOCOL
 from protocol.offerwire import PROTOCOL_ID as OFFER_PROTOCOL
 from storage.errors import StoreError
@@ -66,6 +66,8 @@ ANNOUNCE_DELAY_S = 2.0
 ANNOUNCE_INTERVAL_S = 6 * 3600
 ANNOUNCE_PAUSE_S = 0.5
 """Between two announcements: a provide costs every node on its path CPU."""
+LEDGER_BATCHES_PER_S = 5.0
+"""Certificate batches a node gossips per second, at most."""
 ANNOUNCE_MAX = 10_000
 """Videos announced per round; the rest wait (a node seeds far fewer)."""
 
@@ -166,6 +168,9 @@ class Node:
             self.peers,
             batch_delay_ms=g.batch_delay_ms,
             batches_per_s_max=g.messages_per_peer_per_second / 2,
+            # Certificates reach connected nodes by a direct push (node/ledgerclient.py);
+            # gossip carries them further in fewer, larger batches.
+            topic_batches_per_s={LEDGER_TOPIC: LEDGER_BATCHES_PER_S},
             on_manifest=self.seeding.note_origin,
         )
         self.ledger: LedgerService | None = None

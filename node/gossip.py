@@ -13,7 +13,7 @@ hundred a second).
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import trio
 from libp2p.peer.id import ID
@@ -59,17 +59,22 @@ class GossipService:
         *,
         batch_delay_ms: int,
         batches_per_s_max: float = 50.0,
+        topic_batches_per_s: Mapping[str, float] | None = None,
         on_manifest: Callable[[bytes, ID], None] | None = None,
         clock: Callable[[], int] = wall_ms,
     ) -> None:
         """``on_manifest(id, origin)`` hears of each new manifest and the peer that first
         published its batch (a provider of the video). At most ``batches_per_s_max``
-        batches a second leave on each topic: under load, batches grow instead."""
+        batches a second leave on each topic (``topic_batches_per_s`` may set fewer for
+        some): under load, batches grow instead."""
         self._pubsub = pubsub
         self._ingest = ingest
         self._peers = peers
         self._batch_delay_s = batch_delay_ms / 1000
-        self._batch_interval_s = 1 / batches_per_s_max
+        rates = {topic: batches_per_s_max for topic in TOPICS} | dict(topic_batches_per_s or {})
+        self._batch_interval_s = {
+            topic: 1 / min(rate, batches_per_s_max) for topic, rate in rates.items()
+        }
         self._clock = clock
         self._on_manifest = on_manifest
         self._outbox: dict[str, list[bytes]] = {topic: [] for topic in TOPICS}
@@ -180,7 +185,7 @@ class GossipService:
                 while queue:
                     # Above the peers' spam limit py-libp2p drops batches silently: wait,
                     # and let the next batch carry what comes meanwhile.
-                    await trio.sleep_until(last[topic] + self._batch_interval_s)
+                    await trio.sleep_until(last[topic] + self._batch_interval_s[topic])
                     last[topic] = trio.current_time()
                     batch = _take_batch(queue)
                     data = encode_batch(batch)

@@ -231,23 +231,44 @@ class LedgerService:
                 await stream.close()
 
     def _answer(self, request: LedgerRequest) -> LedgerResponse:
+        if request.op == CONFIRM:  # any node takes certificates pushed to it
+            new, error = self.offer_many(request.items, self._clock())
+            if error is not None:
+                return _refusal(request.id, BAD_REQUEST, f"certificate: {error}")
+            return _response(request.id, applied=new)
         if self.validator is None or self._validator_key is None:
             return _refusal(request.id, NOT_VALIDATOR, "this node is not a validator")
         if request.op == HELLO:
             proof = peer_proof(self._validator_key, self.committee.network, self.peer_id)
             return _response(request.id, validator=self.validator.index, proof=proof)
-        if request.op == SUBMIT:
-            return _response(request.id, results=tuple(self.vote(request.items)))
-        assert request.op == CONFIRM
-        before = self.stats.applied
-        certs = []
-        for raw in request.items:
+        assert request.op == SUBMIT
+        return _response(request.id, results=tuple(self.vote(request.items)))
+
+    def offer_many(self, raws: Sequence[bytes], now_ms: int) -> tuple[int, str | None]:
+        """Check certificates pushed by a peer and apply the new ones in one write.
+
+        Returns how many were new here, and the reason the first invalid one was refused
+        (nothing is applied then): the pusher broke the protocol.
+        """
+        certs: list[Certificate] = []
+        seen: set[bytes] = set()
+        for raw in raws:
             try:
-                certs.append(verify_certificate(raw, self.committee, self.roots, self._clock()))
-            except (Reject, Ignore) as exc:
-                return _refusal(request.id, BAD_REQUEST, f"certificate: {exc}")
-        self.apply(certs)
-        return _response(request.id, applied=min(self.stats.applied - before, len(certs)))
+                oid = item_id(raw)
+            except DecodeError as exc:
+                return 0, f"malformed certificate: {exc}"
+            if oid in seen or oid in self._pending_ids or self.store.applied(oid):
+                continue
+            try:
+                certs.append(verify_certificate(raw, self.committee, self.roots, now_ms))
+            except Reject as exc:
+                return 0, str(exc)
+            except Ignore:
+                continue  # dated in the future here: it comes again by sync
+            seen.add(oid)
+        if certs:
+            self.apply(certs)
+        return len(certs), None
 
 
 def _reason(exc: Exception) -> str:

@@ -32,6 +32,7 @@ from protocol.ledgerwire import (
     CONFIRM,
     HELLO,
     ITEMS_MAX,
+    NOT_VALIDATOR,
     OK,
     PROTOCOL_ID,
     RESPONSE_BODY_BYTES_MAX,
@@ -54,6 +55,8 @@ REQUEST_TIMEOUT_S = 10.0
 CATCH_UP_MAX = 16
 """Certificates sent to a lagging validator before asking it again."""
 NOT_VALIDATOR_RETRY_S = 60.0
+REPLICA = -1
+"""The index of a link to a peer that does not vote."""
 
 
 class LedgerError(Exception):
@@ -73,7 +76,8 @@ class _Pending:
 
 
 class ValidatorLink:
-    """One stream to one validator (see module doc)."""
+    """One stream to one validator (see module doc), or to a replica (index REPLICA),
+    which only takes the certificates pushed to it."""
 
     def __init__(self, client: "LedgerClient", peer: ID, index: int, stream: INetStream) -> None:
         self.peer = peer
@@ -178,6 +182,9 @@ class LedgerClient:
         self._committee = service.committee
         self._publish = publish
         self.links: dict[int, ValidatorLink] = {}
+        """Validator index -> the link to it."""
+        self.replicas: dict[ID, ValidatorLink] = {}
+        """Peers that keep the ledger without voting: certificates are pushed to them."""
         self._not_validators: dict[ID, float] = {}
         self._nursery: trio.Nursery | None = None
         self._next_seq: dict[bytes, int] = {}
@@ -196,7 +203,7 @@ class LedgerClient:
 
     async def discover(self) -> None:
         """Say hello to connected peers not yet known to be validators or not."""
-        known = {link.peer for link in self.links.values()}
+        known = {link.peer for link in self.links.values()} | set(self.replicas)
         now = trio.current_time()
         for peer in self._host.get_connected_peers():
             if peer in known or now < self._not_validators.get(peer, 0.0):
@@ -215,6 +222,13 @@ class LedgerClient:
         except Exception as exc:  # no such protocol here, or gone: not a validator for now
             log.debug("not a validator", extra={"peer": str(peer), "error": repr(exc)})
             self._not_validators[peer] = trio.current_time() + NOT_VALIDATOR_RETRY_S
+            return
+        if response.status == NOT_VALIDATOR:
+            # A replica: certificates formed here are pushed to it straight away (gossip
+            # reaches the rest of the network, in larger batches).
+            self.replicas[peer] = ValidatorLink(self, peer, REPLICA, stream)
+            assert self._nursery is not None
+            self._nursery.start_soon(self.replicas[peer].run)
             return
         if response.status != OK or not check_peer_proof(
             self._committee, response.validator, peer.to_bytes(), response.proof
@@ -237,6 +251,8 @@ class LedgerClient:
     def forget(self, link: ValidatorLink) -> None:
         if self.links.get(link.index) is link:
             del self.links[link.index]
+        if self.replicas.get(link.peer) is link:
+            del self.replicas[link.peer]
 
     def account_lock(self, account: bytes) -> trio.Lock:
         """Held while an account's next order is signed and certified: one at a time."""
@@ -370,7 +386,7 @@ class LedgerClient:
             if held is not None and held.id == cert.order_id:
                 del self.unfinished[account]
         self._service.apply([cert])
-        for link in self.links.values():
+        for link in (*self.links.values(), *self.replicas.values()):
             link.confirm([cert.raw])
         try:
             self._publish(cert.raw)
