@@ -5,8 +5,9 @@ the bootstrap node and publishes a 10 s sample video, n2 to n4 join through it, 
 each other by peer exchange and receive the manifest by gossip; placement then has them
 seed the video. Once the network is up the demo shows, through the nodes' control
 interfaces (a running node holds its store, so nothing else opens it), what n2 is
-connected to, n3 fetching the video and what n3 then holds, and prints what to try and
-how to stop.
+connected to, n3 fetching the video and what n3 then holds, n3 tipping the creator in
+platform tokens (n1 to n4 are the ledger's validators), and prints what to try and how to
+stop.
 
 The demo home (default ``.demo-home``) is deleted and made again on every run, but only
 when an earlier run marked it as its own (:data:`DEMO_MARKER`): ``make demo
@@ -15,6 +16,7 @@ HOME_DEMO=~`` must not wipe a home directory. The homes stay after Ctrl-C, for
 """
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -63,12 +65,19 @@ def show(*argv: str) -> None:
 
 def tour(nodes: list[devnet.DevnetNode], video: str | None) -> None:
     """What the demo shows once the network is up: n2's peers, then n3 downloads the video
-    from the others and lists what it holds."""
-    second, third = (str(devnet.relative(n.home)) for n in nodes[1:3])
+    from the others and lists what it holds, tips its creator (a ledger transfer that the
+    validators n1 to n4 certify) and shows the creator's balance and n3's history."""
+    first, second, third = (str(devnet.relative(n.home)) for n in nodes[:3])
     show("--home", second, "peers")
     if video is not None:
         show("--home", third, "fetch", video[:16])
     show("--home", third, "videos")
+    if video is not None:
+        # In-process commands read the passphrase from the environment, as devnet's nodes.
+        os.environ.setdefault(devnet.PASSPHRASE_ENV, devnet.DEVNET_PASSPHRASE)
+        show("--home", third, "tip", video[:16], "2500000")
+        show("--home", first, "balance")
+        show("--home", third, "history", "--limit", "3")
     print(flush=True)
 
 
