@@ -16,10 +16,10 @@ from typing import Any
 import trio
 from libp2p.peer.peerstore import PeerStoreError
 
-from node.control import ControlError, ControlServer
+from node.control import ControlError, ControlServer, unlock_param
 from node.daemon import Node
 from node.gossip import wall_ms
-from node.home import HomeError, default_account, unlock_account
+from node.home import HomeError, default_account
 from node.ingest import Verdict
 from node.ledgerapi import install_ledger_routes
 from node.publish import PublishMeta, check_meta, finish_publish, follow_message
@@ -29,7 +29,7 @@ from node.video import VideoError, ingest
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.errors import ProtocolError
 from storage.chunks import PinReason
-from storage.errors import ManifestError, StoreError, WrongPassphrase
+from storage.errors import ManifestError, StoreError
 from storage.manifests import StoredManifest
 
 log = logging.getLogger("toktok.api")
@@ -42,15 +42,6 @@ def _text(params: dict[str, Any], name: str, default: str | None = None) -> str:
     if not isinstance(value, str):
         raise ControlError(f"parameter {name!r}: a string is required")
     return value
-
-
-def _unlock(node: Node, params: dict[str, Any]):  # type: ignore[no-untyped-def]
-    try:
-        return unlock_account(
-            node.stores, _text(params, "passphrase"), params.get("as_account") or None
-        )
-    except (HomeError, WrongPassphrase) as exc:
-        raise ControlError(str(exc)) from exc
 
 
 def _video_id(node: Node, params: dict[str, Any]) -> bytes:
@@ -224,7 +215,7 @@ async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dic
         target = account_from_text(_text(params, "account"))
     except InvalidAccount as exc:
         raise ControlError(str(exc)) from exc
-    key = _unlock(node, params)
+    key = unlock_param(node.stores, params)
     try:
         message = follow_message(key, target, following=following, now_ms=wall_ms())
     except ProtocolError as exc:
@@ -250,7 +241,7 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
         check_meta(meta)
     except ProtocolError as exc:
         raise ControlError(str(exc)) from exc
-    key = _unlock(node, params)
+    key = unlock_param(node.stores, params)
     if not path.is_file():
         raise ControlError(f"{path}: no such file")
     send, receive = trio.open_memory_channel[dict[str, Any]](256)

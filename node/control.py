@@ -36,7 +36,11 @@ from node.controlclient import (
     run_file_path,
     token_path,
 )
+from node.home import HomeError, unlock_account
 from node.httpserver import Handler, Request, Response, error_response
+from protocol.accounts import AccountKey
+from storage.errors import WrongPassphrase
+from storage.stores import Stores
 
 log = logging.getLogger("toktok.control")
 
@@ -273,3 +277,14 @@ def _write_private_tmp(directory: Path, data: bytes) -> Path:
         os.unlink(name)
         raise
     return Path(name)
+
+
+def unlock_param(stores: Stores, params: dict[str, Any]) -> AccountKey:
+    """The keystore account a control call acts as (``as_account``, or the default),
+    unlocked with the call's ``passphrase``. Raises :class:`ControlError` with the reason."""
+    try:
+        return unlock_account(
+            stores, str(params.get("passphrase", "")), params.get("as_account") or None
+        )
+    except (HomeError, WrongPassphrase) as exc:
+        raise ControlError(str(exc)) from exc

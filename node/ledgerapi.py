@@ -10,10 +10,10 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from node.control import ControlError, ControlServer
+from node.control import ControlError, ControlServer, unlock_param
 from node.daemon import Node
 from node.gossip import wall_ms
-from node.home import HomeError, default_account, unlock_account
+from node.home import HomeError, default_account
 from node.ledgerclient import LedgerError
 from node.ledgerview import entry_json, parse_amount, resolve_token, token_json
 from node.offerapi import install_offer_routes
@@ -33,7 +33,6 @@ from protocol.orders import (
     validate_order,
     verify_order,
 )
-from storage.errors import WrongPassphrase
 
 HISTORY_LIMIT_MAX = 1000
 
@@ -98,7 +97,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
     async def sign_and_certify(
         params: dict[str, Any], build: Callable[[AccountKey, int], Order]
     ) -> dict[str, Any]:
-        key = _unlock(node, params)
+        key = unlock_param(node.stores, params)
         async with client.account_lock(key.public_key):
             try:
                 await client.finish(key.public_key)
@@ -160,7 +159,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
 
     async def swap_propose(params: dict[str, Any]) -> dict[str, Any]:
         """Sign our leg of a swap; the other party co-signs it with ``swap_accept``."""
-        key = _unlock(node, params)
+        key = unlock_param(node.stores, params)
         other = _account(params, "with")
         give = Leg(
             key.public_key,
@@ -183,7 +182,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
         return {"proposal": base64.b64encode(signed.raw).decode("ascii")}
 
     async def swap_accept(params: dict[str, Any]) -> dict[str, Any]:
-        key = _unlock(node, params)
+        key = unlock_param(node.stores, params)
         try:
             raw = base64.b64decode(str(params.get("proposal", "")), validate=True)
             partial = open_proposal(raw, network, wall_ms())
@@ -217,15 +216,6 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
     ):
         server.route(name, fn)
     install_offer_routes(server, node)
-
-
-def _unlock(node: Node, params: dict[str, Any]) -> AccountKey:
-    try:
-        return unlock_account(
-            node.stores, str(params.get("passphrase", "")), params.get("as_account") or None
-        )
-    except (HomeError, WrongPassphrase) as exc:
-        raise ControlError(str(exc)) from exc
 
 
 def _account(params: dict[str, Any], name: str) -> bytes:

@@ -367,10 +367,9 @@ class LedgerClient:
             pending.done.set()
 
     def adopt(self, cert: Certificate) -> None:
-        """Apply a checked certificate that another node formed for an order this node
-        signed (a standing offer's fill), counting its sequence numbers as if formed here.
-
-        The node that formed it confirms it to the validators and gossips it."""
+        """Apply a checked certificate of an order this node signed, and count its
+        sequence numbers: one formed here, or a standing offer's fill that the shop's node
+        formed (which confirms it to the validators and gossips it)."""
         for account, seq in spends(cert.order):
             self._next_seq[account] = max(self._next_seq.get(account, 0), seq + 1)
             held = self.unfinished.get(account)
@@ -380,12 +379,7 @@ class LedgerClient:
 
     def _certified(self, cert: Certificate) -> None:
         self.certified += 1
-        for account, seq in spends(cert.order):
-            self._next_seq[account] = max(self._next_seq.get(account, 0), seq + 1)
-            held = self.unfinished.get(account)
-            if held is not None and held.id == cert.order_id:
-                del self.unfinished[account]
-        self._service.apply([cert])
+        self.adopt(cert)
         for link in (*self.links.values(), *self.replicas.values()):
             link.confirm([cert.raw])
         try:

@@ -12,18 +12,17 @@ from typing import Any
 
 from libp2p.peer.id import ID
 
-from node.control import ControlError, ControlServer
+from node.control import ControlError, ControlServer, unlock_param
 from node.daemon import Node
 from node.gossip import wall_ms
-from node.home import HomeError, unlock_account
 from node.ledgerview import parse_amount, resolve_token, token_json
 from node.offerbuy import BuyError, buy, quote
 from node.offers import OfferError, OfferTerms
-from protocol.accounts import AccountKey, account_to_text
+from protocol.accounts import account_to_text
 from protocol.kinds import Offer
 from protocol.ledger import TokenInfo
 from protocol.orders import AMOUNT_MAX, Swap
-from storage.errors import StoreError, WrongPassphrase
+from storage.errors import StoreError
 
 OFFERS_LIMIT_MAX = 1000
 EXPIRES_S_DEFAULT = 7 * 24 * 3600
@@ -71,7 +70,7 @@ def install_offer_routes(server: ControlServer, node: Node) -> None:
             amount_max=_positive(params, "amount_max", params.get("amount")),
             expires_s=_positive(params, "expires_s", EXPIRES_S_DEFAULT),
         )
-        creator = _unlock(node, params)
+        creator = unlock_param(node.stores, params)
         try:
             message, funding = await service.open(creator, terms)
         except OfferError as exc:
@@ -99,7 +98,7 @@ def install_offer_routes(server: ControlServer, node: Node) -> None:
         amount = parse_amount(params.get("amount"))
         pay = None if params.get("pay") is None else _positive(params, "pay")
         seq = None if params.get("seq") is None else _natural(params, "seq")
-        fan = _unlock(node, params)
+        fan = unlock_param(node.stores, params)
         try:
             bought = await buy(node, fan, offer_id, amount, pay=pay, shop_seq=seq)
         except BuyError as exc:
@@ -136,15 +135,6 @@ def install_offer_routes(server: ControlServer, node: Node) -> None:
     server.route("offer.quote", quote_route)
     server.route("buy", buy_route)
     server.route("offer.close", close)
-
-
-def _unlock(node: Node, params: dict[str, Any]) -> AccountKey:
-    try:
-        return unlock_account(
-            node.stores, str(params.get("passphrase", "")), params.get("as_account") or None
-        )
-    except (HomeError, WrongPassphrase) as exc:
-        raise ControlError(str(exc)) from exc
 
 
 def _positive(params: dict[str, Any], name: str, default: object = None) -> int:
