@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--deadline-s", type=float, default=300)
     parser.add_argument("--profile", default="", help="cProfile the first client into FILE.0")
     args = parser.parse_args(argv)
+    if args.accounts < 2 * args.clients:
+        parser.error("--accounts: at least 2 per client (each sends to the others)")
     exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="toktok-bench-ledger-") as tmp, progress() as bar:
         result = measure(args, Path(tmp), bar)
