@@ -18,6 +18,7 @@ from libp2p.peer.peerstore import PeerStoreError
 
 from node.control import ControlError, ControlServer, unlock_param
 from node.daemon import Node
+from node.feedapi import install_feed_routes
 from node.gossip import wall_ms
 from node.home import HomeError, default_account
 from node.ingest import Verdict
@@ -186,6 +187,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
     server.route("publish", publish)
     server.route("fetch", fetch)
     install_ledger_routes(server, node)
+    install_feed_routes(server, node)
 
 
 def _ledger_status(node: Node) -> dict[str, Any] | None:

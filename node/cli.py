@@ -483,9 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_devnet)
 
-    from node import cliledger  # it imports this module's helpers
+    from node import clifeed, cliledger  # they import this module's helpers
 
     cliledger.register(sub)
+    clifeed.register(sub)
 
     # Commands of the layers above node/ (bootstrap/, simulation/) plug in here.
     for entry in entry_points(group=COMMANDS_GROUP):

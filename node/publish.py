@@ -18,7 +18,15 @@ from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
 from protocol.codec import check_field
 from protocol.envelope import SignedMessage, seal
-from protocol.kinds import ChunkRef, Follow, Rendition, SegmentRef, Unfollow, VideoManifest
+from protocol.kinds import (
+    ChunkRef,
+    Follow,
+    Reaction,
+    Rendition,
+    SegmentRef,
+    Unfollow,
+    VideoManifest,
+)
 from protocol.validate import validate_message, validate_record, validate_tags, validate_title
 from storage.chunks import PinReason
 from storage.errors import StoreError
@@ -189,5 +197,20 @@ def follow_message(
     """
     cls = Follow if following else Unfollow
     record = cls(author=key.public_key, created_ms=now_ms, target=target)
+    validate_record(record, now_ms)
+    return seal(key, record)
+
+
+def reaction_message(key: AccountKey, manifest: bytes, *, like: bool, now_ms: int) -> SignedMessage:
+    """A signed like (or unlike) of the video ``manifest`` by ``key``'s account, made now.
+
+    Raises ``protocol.errors.ProtocolError`` subclasses when a rule refuses it.
+    """
+    record = Reaction(
+        author=key.public_key,
+        created_ms=now_ms,
+        manifest=manifest,
+        reaction="like" if like else "unlike",
+    )
     validate_record(record, now_ms)
     return seal(key, record)

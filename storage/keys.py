@@ -114,6 +114,32 @@ class Prefix(IntEnum):
     # Written (synced) before the shop is funded, so a crash never strands its tokens.
     SHOP_KEY = 0x73
 
+    # The social graph the feed reads (storage/socialgraph.py), added in schema 2. Every
+    # entry is derived: staged in the same batch as the register or manifest it follows
+    # from, and recomputed from those by SocialGraph.rebuild. A time inside these keys is
+    # DESCENDING, stored as u64(U64_MAX - ms) (see desc_ms), so a forward scan of one
+    # account or video lists the newest first and stops at its limit.
+    # Accounts an author follows, newest follow first, present while the author follows:
+    # FOLLOWING_BY_TIME + author + desc(followed_ms) + target -> b"". followed_ms is the
+    # created_ms of the follow that set the SOCIAL_EDGE register.
+    FOLLOWING_BY_TIME = 0x80
+    # Videos an account likes, newest like first, present while its latest reaction is a
+    # like: LIKES_BY_ACCOUNT + account + desc(liked_ms) + manifest id -> b"".
+    LIKES_BY_ACCOUNT = 0x81
+    # Accounts that like a video, newest like first, under the same condition:
+    # LIKERS_BY_TIME + manifest id + desc(liked_ms) + account -> b"".
+    LIKERS_BY_TIME = 0x82
+    # How many accounts like a video (LIKERS_BY_TIME entries), never zero (a video no one
+    # likes has no entry): LIKE_COUNT + manifest id -> u64.
+    LIKE_COUNT = 0x83
+    # A stored manifest's creator and time, for point lookups that need no envelope:
+    # MANIFEST_INFO + message id -> creator key (32) + created_ms (u64). Staged with
+    # MANIFEST_BY_CREATOR by storage/manifests.py, so a withdrawn video has none.
+    MANIFEST_INFO = 0x84
+    # This node's block list, LOCAL ONLY (never gossiped nor synced): a viewer hosted here
+    # does not want ``account`` in its feed: SOCIAL_BLOCK + viewer + account -> b"".
+    SOCIAL_BLOCK = 0x85
+
     # Retired values go here, commented out, with the schema version that retired them and
     # why (``# NAME = 0x.. retired in schema N: ...``); none yet.
 
@@ -127,6 +153,10 @@ META_CHUNK_COUNTERS = b"chunk_counters"
 META_LEDGER_GENESIS = b"ledger_genesis"
 # How many certificates the ledger has applied (u64): the next LEDGER_LOG position.
 META_LEDGER_APPLIED = b"ledger_applied"
+# The version of the social graph's indexes (0x80 to 0x84) this store holds, ASCII digits,
+# written last by SocialGraph.rebuild: absent, the indexes are missing or half built, and
+# Stores rebuilds them on open.
+META_SOCIAL_GRAPH = b"social_graph"
 
 U64_MAX = 2**64 - 1
 TICK_BYTES = 8
@@ -137,6 +167,21 @@ def u64(value: int) -> bytes:
     if not 0 <= value <= U64_MAX:
         raise ValueError(f"{value} does not fit in an unsigned 64-bit key field")
     return value.to_bytes(8, "big")
+
+
+def desc_ms(ms: int) -> bytes:
+    """Encode the time ``ms`` so that later times sort first (8 bytes, U64_MAX - ms).
+
+    Raises ValueError when ``ms`` is not a u64.
+    """
+    if not 0 <= ms <= U64_MAX:
+        raise ValueError(f"{ms} does not fit in an unsigned 64-bit key field")
+    return (U64_MAX - ms).to_bytes(8, "big")
+
+
+def undesc_ms(field: bytes) -> int:
+    """The time a :func:`desc_ms` field holds."""
+    return U64_MAX - int.from_bytes(field, "big")
 
 
 def prefix(p: Prefix) -> bytes:

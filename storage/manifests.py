@@ -195,6 +195,12 @@ class ManifestStore:
                 batch.put(key, b"")
             else:
                 batch.delete(key)
+        # Who made it and when, for the feed's point lookups (storage/socialgraph.py).
+        info = _key(Prefix.MANIFEST_INFO, mid)
+        if present:
+            batch.put(info, manifest.author + ms)
+        else:
+            batch.delete(info)
 
     def begin(self, message: SignedMessage) -> None:
         """Record that the chunks of ``message``'s manifest are about to be stored."""

@@ -4,8 +4,16 @@ Follows and reactions are last-write-wins registers: for each (author, target) p
 message with the greatest ``(created_ms, message id)`` decides the state, whatever order
 messages arrive in, so every node that has seen the same messages agrees. The winning
 message is kept verbatim, so it can be served to peers that lack it.
+
+The social graph's indexes (storage/keys.py 0x80 to 0x83, read by storage/socialgraph.py)
+follow from the registers alone: a register that changes stages, in its own batch, the
+removal of the index entries its previous state put there (their times are in the previous
+register's stamp) and the entries of its new state. So the indexes always equal what
+:meth:`SocialStore.rebuild_indexes` computes from the registers, whatever order messages arrived in.
 """
 
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -13,10 +21,24 @@ import msgpack
 from protocol.envelope import SignedMessage
 from protocol.kinds import Follow, Profile, Reaction, Unfollow
 from storage.errors import DamagedRecord, StoreError
-from storage.keys import Prefix
+from storage.keys import U64_MAX, Prefix, desc_ms, u64
 from storage.keys import key as _key
-from storage.kv import KV, Batch
+from storage.kv import KV, Batch, read_through
 from storage.records import check_before_write, read_back
+
+ACCOUNT_LEN = 32
+REBUILD_OPS_MAX = 10_000
+"""Operations per batch while rebuilding the indexes, so a rebuild of millions of entries
+holds a bounded batch in memory."""
+
+INDEX_PREFIXES = (
+    Prefix.SOCIAL_REVERSE,
+    Prefix.FOLLOWING_BY_TIME,
+    Prefix.LIKES_BY_ACCOUNT,
+    Prefix.LIKERS_BY_TIME,
+    Prefix.LIKE_COUNT,
+)
+"""Every prefix whose entries follow from the SOCIAL_EDGE and REACTION registers."""
 
 
 @dataclass(frozen=True, order=True)
@@ -45,64 +67,87 @@ class _Register:
             active, created_ms, message_id, raw = msgpack.unpackb(data)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise DamagedRecord(f"damaged social register: {exc}") from exc
+        # Its time goes into index keys: check it is one.
+        if type(created_ms) is not int or not 0 <= created_ms <= U64_MAX:
+            raise DamagedRecord(f"damaged social register: created_ms {created_ms!r}")
         return cls(bool(active), _Stamp(created_ms, message_id), raw)
 
 
 class SocialStore:
-    """Follows, reactions and profiles over a :class:`KV`."""
+    """Follows, reactions and profiles over a :class:`KV`, with the graph's indexes."""
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
+        # A register change reads the register and a like count, then writes: two threads
+        # applying at once would lose one's index changes.
+        self._lock = threading.Lock()
 
     def apply(self, message: SignedMessage) -> bool:
         """Apply a validated follow, unfollow, reaction or profile message.
 
         Returns True when it changed what the store holds, False when a newer message for
-        the same pair (or this very message) was already applied.
+        the same pair (or this very message) was already applied. The register and the
+        indexes it implies are written in one batch. Raises :class:`StoreError` for another
+        kind or bytes that do not check, :class:`DamagedRecord` when the stored register
+        cannot be read; nothing is written then.
         """
         record = message.record
-        check_before_write(message, StoreError)
         stamp = _Stamp(record.created_ms, message.id)
+        key: bytes
         if isinstance(record, Follow | Unfollow):
-            return self._apply_follow(record, stamp, message.raw)
-        if isinstance(record, Reaction):
+            key = _key(Prefix.SOCIAL_EDGE, record.author, record.target)
+            new = _Register(isinstance(record, Follow), stamp, message.raw)
+        elif isinstance(record, Reaction):
             key = _key(Prefix.REACTION, record.manifest, record.author)
-            register = _Register(record.reaction == "like", stamp, message.raw)
-            batch = Batch()
-            if not self._newer(key, register, batch):
-                return False
-            self._kv.write(batch)
-            return True
-        if isinstance(record, Profile):
+            new = _Register(record.reaction == "like", stamp, message.raw)
+        elif isinstance(record, Profile):
             key = _key(Prefix.PROFILE, record.author)
-            batch = Batch()
-            if not self._newer(key, _Register(True, stamp, message.raw), batch):
-                return False
-            self._kv.write(batch)
-            return True
-        raise StoreError(f"the social store does not hold {message.kind} messages")
-
-    def _newer(self, key: bytes, register: _Register, batch: Batch) -> bool:
-        """Put ``register`` at ``key`` in ``batch`` if it wins over what is stored."""
-        current = self._kv.get(key)
-        if current is not None and _Register.decode(current).stamp >= register.stamp:
-            return False
-        batch.put(key, register.encode())
-        return True
-
-    def _apply_follow(self, record: Follow | Unfollow, stamp: _Stamp, raw: bytes) -> bool:
-        key = _key(Prefix.SOCIAL_EDGE, record.author, record.target)
-        following = isinstance(record, Follow)
-        batch = Batch()
-        if not self._newer(key, _Register(following, stamp, raw), batch):
-            return False
-        reverse = _key(Prefix.SOCIAL_REVERSE, record.target, record.author)
-        if following:
-            batch.put(reverse, b"")
+            new = _Register(True, stamp, message.raw)
         else:
-            batch.delete(reverse)
-        self._kv.write(batch)
+            raise StoreError(f"the social store does not hold {message.kind} messages")
+        check_before_write(message, StoreError)
+        batch = Batch()
+        with self._lock:
+            stored = self._kv.get(key)
+            old = None if stored is None else _Register.decode(stored)
+            if old is not None and old.stamp >= new.stamp:
+                return False
+            batch.put(key, new.encode())
+            if isinstance(record, Follow | Unfollow):
+                _stage_follow(batch, record.author, record.target, old, new)
+            elif isinstance(record, Reaction):
+                delta = _stage_reaction(batch, record.manifest, record.author, old, new)
+                _stage_count(self._kv, batch, record.manifest, delta)
+            self._kv.write(batch)
         return True
+
+    def rebuild_indexes(self) -> None:
+        """Recompute every index of :data:`INDEX_PREFIXES` from the registers.
+
+        Writes in batches of at most :data:`REBUILD_OPS_MAX` operations, so a crash half way
+        leaves half-built indexes: the caller records completion only after this returns
+        (storage/socialgraph.py). Applying messages waits until it is done. Raises
+        :class:`DamagedRecord` for a register or key that cannot be read, StoreError if a
+        write fails.
+        """
+        with self._lock:
+            writer = ChunkedWriter(self._kv)
+            for p in INDEX_PREFIXES:
+                for key, _ in self._kv.iterate(_key(p), include_value=False):
+                    writer.delete(key)
+            for (author, target), register in _registers(self._kv, Prefix.SOCIAL_EDGE):
+                _stage_follow(writer.batch, author, target, None, register)
+                writer.flush_if_full()
+            counted: bytes | None = None
+            count = 0
+            for (manifest, author), register in _registers(self._kv, Prefix.REACTION):
+                if manifest != counted:
+                    _put_count(writer.batch, counted, count)
+                    counted, count = manifest, 0
+                count += _stage_reaction(writer.batch, manifest, author, None, register)
+                writer.flush_if_full()
+            _put_count(writer.batch, counted, count)
+            writer.flush()
 
     def is_following(self, author: bytes, target: bytes) -> bool:
         raw = self._kv.get(_key(Prefix.SOCIAL_EDGE, author, target))
@@ -139,3 +184,101 @@ class SocialStore:
         record = read_back(_Register.decode(raw).raw, Profile, "profile").record
         assert isinstance(record, Profile)
         return record
+
+
+def _stage_follow(
+    batch: Batch, author: bytes, target: bytes, old: _Register | None, new: _Register
+) -> None:
+    """Stage the index changes of the follow register (author, target) going from ``old``
+    (None: no register) to ``new``."""
+    if old is not None and old.active:
+        ms = desc_ms(old.stamp.created_ms)
+        batch.delete(_key(Prefix.FOLLOWING_BY_TIME, author, ms, target))
+    reverse = _key(Prefix.SOCIAL_REVERSE, target, author)
+    if new.active:
+        ms = desc_ms(new.stamp.created_ms)
+        batch.put(_key(Prefix.FOLLOWING_BY_TIME, author, ms, target), b"")
+        batch.put(reverse, b"")
+    else:
+        batch.delete(reverse)
+
+
+def _stage_reaction(
+    batch: Batch, manifest: bytes, author: bytes, old: _Register | None, new: _Register
+) -> int:
+    """Stage the like index changes of the reaction register (manifest, author) going from
+    ``old`` to ``new``; return the change in the video's like count (-1, 0 or 1)."""
+    was = old is not None and old.active
+    if old is not None and was:
+        ms = desc_ms(old.stamp.created_ms)
+        batch.delete(_key(Prefix.LIKES_BY_ACCOUNT, author, ms, manifest))
+        batch.delete(_key(Prefix.LIKERS_BY_TIME, manifest, ms, author))
+    if new.active:
+        ms = desc_ms(new.stamp.created_ms)
+        batch.put(_key(Prefix.LIKES_BY_ACCOUNT, author, ms, manifest), b"")
+        batch.put(_key(Prefix.LIKERS_BY_TIME, manifest, ms, author), b"")
+    return int(new.active) - int(was)
+
+
+def _stage_count(kv: KV, batch: Batch, manifest: bytes, delta: int) -> None:
+    """Stage the like count of ``manifest`` moved by ``delta``. Raises DamagedRecord when
+    the stored count cannot be read or would fall below zero."""
+    if not delta:
+        return
+    key = _key(Prefix.LIKE_COUNT, manifest)
+    raw = read_through(kv, key, batch)
+    count = read_count(manifest, raw) + delta
+    if count < 0:
+        raise DamagedRecord(f"the like count of {manifest.hex()} would fall below zero")
+    _put_count(batch, manifest, count)
+
+
+def _put_count(batch: Batch, manifest: bytes | None, count: int) -> None:
+    if manifest is None:
+        return
+    key = _key(Prefix.LIKE_COUNT, manifest)
+    if count:
+        batch.put(key, u64(count))
+    else:
+        batch.delete(key)
+
+
+def read_count(manifest: bytes, raw: bytes | None) -> int:
+    """The like count a LIKE_COUNT value holds (0 for None). Raises DamagedRecord unless it
+    is 8 bytes."""
+    if raw is None:
+        return 0
+    if len(raw) != 8:
+        raise DamagedRecord(f"the like count of {manifest.hex()} is {len(raw)} bytes, not 8")
+    return int.from_bytes(raw, "big")
+
+
+def _registers(kv: KV, p: Prefix) -> Iterator[tuple[tuple[bytes, bytes], _Register]]:
+    """((first key field, second key field), register) of every register under ``p``, in
+    key order. Raises DamagedRecord for a key not of two 32-byte fields or a bad value."""
+    for key, value in kv.iterate(_key(p)):
+        if len(key) != 1 + 2 * ACCOUNT_LEN:
+            raise DamagedRecord(f"social register key of {len(key)} bytes: {key[:16].hex()}")
+        yield (key[1 : 1 + ACCOUNT_LEN], key[1 + ACCOUNT_LEN :]), _Register.decode(value)
+
+
+class ChunkedWriter:
+    """Writes a long run of operations in batches of about :data:`REBUILD_OPS_MAX`, for
+    rebuilds: stage into :attr:`batch`, call :meth:`flush_if_full` after each staging and
+    :meth:`flush` at the end. Not atomic as a whole."""
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+        self.batch = Batch()
+
+    def delete(self, key: bytes) -> None:
+        self.batch.delete(key)
+        self.flush_if_full()
+
+    def flush_if_full(self) -> None:
+        if len(self.batch) >= REBUILD_OPS_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        self._kv.write(self.batch)
+        self.batch = Batch()

@@ -13,43 +13,58 @@ from storage.manifests import ManifestStore
 from storage.messages import MessageLog
 from storage.offers import OfferStore
 from storage.social import SocialStore
+from storage.socialgraph import SocialGraph
 
-SCHEMA_VERSION = 1
-"""The layout of storage/keys.py this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The layout of storage/keys.py this code reads and writes. 2: the social graph's indexes
+(0x80 to 0x85), which every register change must keep, so a toktok that reads schema 1 (and
+would change registers without them) must not open the store."""
 
 
 def _check_schema(kv: KV) -> None:
+    """Refuse a store of a newer schema; mark an older or new one as this schema's.
+
+    Raises StoreCorrupt for a damaged version, StoreError for a newer one. An older store is
+    marked before it is upgraded (Stores rebuilds the graph when its marker is missing),
+    so an older toktok never opens it again, even if the upgrade is cut short.
+    """
     raw = kv.get(meta_key(META_SCHEMA))
-    if raw is None:
-        batch = Batch()
-        batch.put(meta_key(META_SCHEMA), str(SCHEMA_VERSION).encode("ascii"))
-        kv.write(batch, sync=True)
-        return
-    if not raw.isdigit():
-        raise StoreCorrupt(f"the store's schema version is damaged: {raw[:16]!r}")
-    if int(raw) > SCHEMA_VERSION:
-        raise StoreError(
-            f"this store has schema {int(raw)}, written by a newer toktok; this one reads "
-            f"schema {SCHEMA_VERSION}: upgrade toktok"
-        )
+    if raw is not None:
+        if not raw.isdigit():
+            raise StoreCorrupt(f"the store's schema version is damaged: {raw[:16]!r}")
+        if int(raw) > SCHEMA_VERSION:
+            raise StoreError(
+                f"this store has schema {int(raw)}, written by a newer toktok; this one reads "
+                f"schema {SCHEMA_VERSION}: upgrade toktok"
+            )
+        if int(raw) == SCHEMA_VERSION:
+            return
+    batch = Batch()
+    batch.put(meta_key(META_SCHEMA), str(SCHEMA_VERSION).encode("ascii"))
+    kv.write(batch, sync=True)
 
 
 class Stores:
-    """The chunk, manifest, social, key, ledger and offer stores and the message log of one
-    node, sharing one KV."""
+    """The chunk, manifest, social, key, ledger and offer stores, the social graph and the
+    message log of one node, sharing one KV."""
 
     def __init__(self, kv: KV, *, quota_bytes: int | None = None) -> None:
-        """Raises StoreError for a store written by a newer schema; undoes crashed publishes."""
+        """Raises StoreError for a store written by a newer schema; undoes crashed publishes
+        and builds the social graph's indexes if the store lacks them (an upgrade from
+        schema 1, or a rebuild cut short)."""
         self.kv = kv
         _check_schema(kv)
         self.chunks = ChunkStore(kv, quota_bytes=quota_bytes)
         self.manifests = ManifestStore(kv, self.chunks)
         self.social = SocialStore(kv)
+        self.graph = SocialGraph(kv, self.social)
         self.keystore = Keystore(kv)
         self.messages = MessageLog(kv)
         self.ledger = LedgerStore(kv, self.messages)
         self.offers = OfferStore(kv)
         self.manifests.recover()
+        if not self.graph.indexed():
+            self.graph.rebuild()
 
     @classmethod
     def open(cls, path: Path, *, quota_bytes: int | None = None) -> "Stores":

@@ -1,0 +1,171 @@
+"""The feed's commands: ``toktok feed``, ``like``, ``unlike``, ``block``, ``unblock``,
+``blocked`` and ``followers``.
+
+With a node running over the home they go through its control interface; without one,
+``feed``, ``followers`` and the block list read and write the home's store directly (the
+ranking is the same pure function either way). Likes are signed messages for the network:
+without a running node they are stored and logged, and sync spreads them later.
+"""
+
+import argparse
+import json
+import time
+from typing import Any
+
+from node.cli import CliError, out, read_passphrase, say
+from node.clinode import call, running_node
+from node.feedview import feed_json
+from node.home import Home, default_account, unlock_account
+from node.publish import reaction_message
+from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from storage.kv import Batch
+from storage.messages import MessageLog
+
+FEED_LIMIT_MAX = 200
+
+
+def register(sub: Any) -> None:
+    """Add the feed commands to the ``toktok`` sub-command parsers."""
+    p = sub.add_parser("feed", help="your ranked feed, with why each video is there")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--explain", action="store_true", help="print every reason and score part")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--account", default=None, help="rank for another account (default: yours)")
+    p.set_defaults(func=cmd_feed)
+
+    for name, like, text in (("like", True, "like a video"), ("unlike", False, "take a like back")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id", help="the video's id (or a unique prefix)")
+        p.add_argument("--as", dest="as_account", default=None)
+        p.set_defaults(func=cmd_like, like=like)
+
+    for name, blocking, text in (
+        ("block", True, "never show this account's videos in your feed"),
+        ("unblock", False, "show this account's videos again"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("account")
+        p.set_defaults(func=cmd_block, blocking=blocking)
+
+    p = sub.add_parser("blocked", help="the accounts you blocked")
+    p.set_defaults(func=cmd_blocked)
+
+    p = sub.add_parser("followers", help="accounts that follow you (or ACCOUNT)")
+    p.add_argument("account", nargs="?")
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=cmd_followers)
+
+
+def age_text(ms: int) -> str:
+    """A short age for people: "40 s", "12 min", "5 h", "3 d"."""
+    seconds = ms // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _account(text: str) -> bytes:
+    try:
+        return account_from_text(text)
+    except InvalidAccount as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= FEED_LIMIT_MAX:
+        raise CliError(f"--limit: 1 to {FEED_LIMIT_MAX}")
+    if args.account:
+        _account(args.account)
+    client = running_node(args.home)
+    if client is not None:
+        result = call(client, "feed", limit=args.limit, account=args.account)
+    else:
+        with Home(args.home).open() as stores:
+            viewer = _account(args.account) if args.account else default_account(stores)[1]
+            result = feed_json(stores, viewer, int(time.time() * 1000), args.limit)
+    if args.json:
+        out.print_json(json.dumps(result))
+        return 0
+    if not result["feed"]:
+        say("nothing to show yet: follow accounts ('toktok follow ACCOUNT') or like videos")
+    for rank, item in enumerate(result["feed"], 1):
+        age = age_text(max(0, result["now_ms"] - item["created_ms"]))
+        say(f"{rank:>3}. {item['id'][:16]}  {item['title'][:60]}  ({age} ago)")
+        reasons = item["reasons"] if args.explain else item["reasons"][:2]
+        say("     " + "; ".join(r["text"] for r in reasons))
+        if args.explain:
+            parts = ", ".join(f"{k} {v:.3g}" for k, v in sorted(item["parts"].items()))
+            say(f"     score {item['score']:.4g} = {parts}; by {item['creator']}")
+    return 0
+
+
+def cmd_like(args: argparse.Namespace) -> int:
+    route = "like" if args.like else "unlike"
+    passphrase = read_passphrase(confirm=False)
+    client = running_node(args.home)
+    if client is not None:
+        result = call(client, route, id=args.id, passphrase=passphrase, as_account=args.as_account)
+        say(f"{'liked' if args.like else 'no longer liked'} {result['id']}")
+        return 0
+    with Home(args.home).open() as stores:
+        try:
+            mid = stores.manifests.resolve(args.id)
+        except KeyError as exc:
+            raise CliError(exc.args[0]) from exc
+        key = unlock_account(stores, passphrase, args.as_account)
+        message = reaction_message(key, mid, like=args.like, now_ms=int(time.time() * 1000))
+        stores.social.apply(message)
+        batch = Batch()
+        MessageLog(stores.kv).stage(batch, message)  # sync spreads it once a node runs
+        stores.kv.write(batch)
+    say(f"{'liked' if args.like else 'no longer liked'} {mid.hex()}")
+    return 0
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    target = _account(args.account)
+    client = running_node(args.home)
+    if client is not None:
+        call(client, "block" if args.blocking else "unblock", target=args.account)
+    else:
+        with Home(args.home).open() as stores:
+            viewer = default_account(stores)[1]
+            if target == viewer:
+                raise CliError("an account does not block itself")
+            if args.blocking:
+                stores.graph.block(viewer, target)
+            else:
+                stores.graph.unblock(viewer, target)
+    say(f"{'blocked' if args.blocking else 'unblocked'} {args.account}")
+    return 0
+
+
+def cmd_blocked(args: argparse.Namespace) -> int:
+    client = running_node(args.home)
+    if client is not None:
+        listing = call(client, "blocked")["blocked"]
+    else:
+        with Home(args.home).open() as stores:
+            viewer = default_account(stores)[1]
+            listing = sorted(account_to_text(a) for a in stores.graph.blocked(viewer))
+    for account in listing:
+        say(account)
+    return 0
+
+
+def cmd_followers(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 10_000:
+        raise CliError("--limit: 1 to 10000")
+    if args.account:
+        _account(args.account)
+    client = running_node(args.home)
+    if client is not None:
+        listing = call(client, "followers", account=args.account, limit=args.limit)["followers"]
+    else:
+        with Home(args.home).open() as stores:
+            target = _account(args.account) if args.account else default_account(stores)[1]
+            listing = [account_to_text(a) for a in stores.graph.followers(target, args.limit)]
+    for account in listing:
+        say(account)
+    return 0

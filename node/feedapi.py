@@ -1,0 +1,110 @@
+"""The feed's control routes: the ranked feed with its reasons, likes, blocks, followers.
+
+The ranking is protocol/ranking.py's pure function, read through the store's social graph
+(storage/socialgraph.py); this module only adds what people see beside it (titles) and
+the actions that change the graph. Likes are signed messages, stored and gossiped like
+follows; blocks are the viewer's local choice and never leave the node.
+"""
+
+from typing import Any
+
+from node.control import ControlError, ControlServer, unlock_param
+from node.daemon import Node
+from node.feedview import feed_json
+from node.gossip import wall_ms
+from node.home import HomeError, default_account
+from node.publish import reaction_message
+from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.errors import ProtocolError
+from storage.stores import Stores
+
+FEED_LIMIT_MAX = 200
+FOLLOWERS_LIMIT_MAX = 10_000
+
+
+def viewer_of(stores: Stores, params: dict[str, Any]) -> bytes:
+    """The account a read is for: ``account`` if given, else the home's default."""
+    text = params.get("account")
+    try:
+        return account_from_text(str(text)) if text else default_account(stores)[1]
+    except (InvalidAccount, HomeError) as exc:
+        raise ControlError(str(exc)) from exc
+
+
+def limit_of(params: dict[str, Any], default: int, most: int) -> int:
+    value = params.get("limit", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ControlError(f"limit: 1 to {most}")
+    return value
+
+
+def install_feed_routes(server: ControlServer, node: Node) -> None:
+    """Register feed, like, unlike, block, unblock, blocked and followers."""
+    stores = node.stores
+
+    async def feed(params: dict[str, Any]) -> dict[str, Any]:
+        viewer = viewer_of(stores, params)
+        limit = limit_of(params, 50, FEED_LIMIT_MAX)
+        return feed_json(stores, viewer, wall_ms(), limit)
+
+    async def react(params: dict[str, Any], like: bool) -> dict[str, Any]:
+        try:
+            mid = stores.manifests.resolve(str(params.get("id", "")))
+        except KeyError as exc:
+            raise ControlError(exc.args[0], status=404) from exc
+        key = unlock_param(stores, params)
+        try:
+            message = reaction_message(key, mid, like=like, now_ms=wall_ms())
+        except ProtocolError as exc:
+            raise ControlError(str(exc)) from exc
+        stores.social.apply(message)
+        node.ingest.add_own(message, wall_ms())
+        node.gossip.publish(message.raw, message.kind)
+        return {"id": mid.hex(), "liked": like, "message": message.id.hex()}
+
+    async def like(params: dict[str, Any]) -> dict[str, Any]:
+        return await react(params, True)
+
+    async def unlike(params: dict[str, Any]) -> dict[str, Any]:
+        return await react(params, False)
+
+    async def block(params: dict[str, Any]) -> dict[str, Any]:
+        return _block(stores, params, blocking=True)
+
+    async def unblock(params: dict[str, Any]) -> dict[str, Any]:
+        return _block(stores, params, blocking=False)
+
+    async def blocked(params: dict[str, Any]) -> dict[str, Any]:
+        viewer = viewer_of(stores, {})
+        return {"blocked": sorted(account_to_text(a) for a in stores.graph.blocked(viewer))}
+
+    async def followers(params: dict[str, Any]) -> dict[str, Any]:
+        account = viewer_of(stores, params)
+        limit = limit_of(params, 1000, FOLLOWERS_LIMIT_MAX)
+        return {"followers": [account_to_text(a) for a in stores.graph.followers(account, limit)]}
+
+    for name, fn in (
+        ("feed", feed),
+        ("like", like),
+        ("unlike", unlike),
+        ("block", block),
+        ("unblock", unblock),
+        ("blocked", blocked),
+        ("followers", followers),
+    ):
+        server.route(name, fn)
+
+
+def _block(stores: Stores, params: dict[str, Any], *, blocking: bool) -> dict[str, Any]:
+    viewer = viewer_of(stores, {})
+    try:
+        target = account_from_text(str(params.get("target", "")))
+    except InvalidAccount as exc:
+        raise ControlError(f"target: {exc}") from exc
+    if target == viewer:
+        raise ControlError("an account does not block itself")
+    if blocking:
+        stores.graph.block(viewer, target)
+    else:
+        stores.graph.unblock(viewer, target)
+    return {"blocked": blocking, "target": account_to_text(target)}
