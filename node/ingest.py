@@ -22,6 +22,7 @@ from protocol.validate import validate_message
 from storage.errors import StoreError, Withdrawn
 from storage.kv import Batch
 from storage.messages import MessageLog
+from storage.records import checked
 from storage.stores import Stores
 
 log = logging.getLogger("toktok.ingest")
@@ -98,6 +99,7 @@ class Ingest:
             return Outcome(Verdict.DUPLICATE)
         try:
             message = validate_message(raw, now_ms)
+            checked(message)  # the stores' own check would verify the same bytes again
             return self._apply(message)
         except Reject as exc:
             return Outcome(Verdict.REJECTED, reason=str(exc))

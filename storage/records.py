@@ -6,7 +6,7 @@ rules but the clock's), so a store never writes bytes that say something else th
 message it was handed, and never returns damaged bytes as a message.
 """
 
-import functools
+from collections import OrderedDict
 
 from protocol.envelope import SignedMessage
 from protocol.errors import Reject
@@ -19,10 +19,31 @@ into (its kind's store, then the message log) and read back soon after; the chec
 on the bytes alone, so it is done once for them."""
 
 
-@functools.lru_cache(maxsize=REOPENED_MAX)
+_checked: OrderedDict[bytes, SignedMessage] = OrderedDict()
+
+
 def _reopen(raw: bytes) -> SignedMessage:
-    # Raises Reject, which lru_cache does not remember: damaged bytes are checked each time.
-    return reopen_message(raw)
+    # Raises Reject, which is not remembered: damaged bytes are checked each time.
+    message = _checked.get(raw)
+    if message is None:
+        message = reopen_message(raw)
+        _remember(raw, message)
+    else:
+        _checked.move_to_end(raw)
+    return message
+
+
+def _remember(raw: bytes, message: SignedMessage) -> None:
+    _checked[raw] = message
+    if len(_checked) > REOPENED_MAX:
+        _checked.popitem(last=False)
+
+
+def checked(message: SignedMessage) -> None:
+    """Note that ``message`` was just made by ``protocol.validate.validate_message`` from
+    its bytes (all rules checked, the clock's too), so that the stores it goes into do not
+    verify the same bytes again. For the node's ingest path only."""
+    _remember(message.raw, message)
 
 
 def check_before_write(message: SignedMessage, error: type[StoreError]) -> None:
