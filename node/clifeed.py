@@ -1,14 +1,16 @@
-"""The feed's commands: ``toktok feed``, ``like``, ``unlike``, ``block``, ``unblock``,
-``blocked`` and ``followers``.
+"""The feed's commands: ``toktok feed``, ``like``, ``unlike``, ``view``, ``block``,
+``unblock``, ``blocked`` and ``followers``.
 
 With a node running over the home they go through its control interface; without one,
 ``feed``, ``followers`` and the block list read and write the home's store directly (the
-ranking is the same pure function either way). Likes are signed messages for the network:
-without a running node they are stored and logged, and sync spreads them later.
+ranking is the same pure function either way). Likes and view receipts are signed messages
+for the network: without a running node they are stored and logged, and sync spreads them
+later.
 """
 
 import argparse
 import json
+import math
 import time
 from typing import Any
 
@@ -16,8 +18,9 @@ from node.cli import CliError, out, read_passphrase, say
 from node.clinode import call, running_node
 from node.feedview import feed_json
 from node.home import Home, default_account, unlock_account
-from node.publish import reaction_message
+from node.publish import reaction_message, view_message
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.kinds import DURATION_MS_MAX
 from storage.kv import Batch
 from storage.messages import MessageLog
 
@@ -38,6 +41,23 @@ def register(sub: Any) -> None:
         p.add_argument("id", help="the video's id (or a unique prefix)")
         p.add_argument("--as", dest="as_account", default=None)
         p.set_defaults(func=cmd_like, like=like)
+
+    p = sub.add_parser(
+        "view",
+        help="send a view receipt: tells the network you watched it (public)",
+        description="Send a signed view receipt for a video: it tells the network you watched "
+        "it. Once gossiped it is PUBLIC: anyone can see that your account watched the video, "
+        "when, and for how long. Your feed then favours the video's creator a little.",
+    )
+    p.add_argument("id", help="the video's id (or a unique prefix)")
+    p.add_argument(
+        "--watched-s",
+        type=float,
+        required=True,
+        help=f"how long you watched it, in seconds (at most {DURATION_MS_MAX // 1000})",
+    )
+    p.add_argument("--as", dest="as_account", default=None)
+    p.set_defaults(func=cmd_view)
 
     for name, blocking, text in (
         ("block", True, "never show this account's videos in your feed"),
@@ -120,6 +140,38 @@ def cmd_like(args: argparse.Namespace) -> int:
         MessageLog(stores.kv).stage(batch, message)  # sync spreads it once a node runs
         stores.kv.write(batch)
     say(f"{'liked' if args.like else 'no longer liked'} {mid.hex()}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    watched_ms = round(args.watched_s * 1000) if math.isfinite(args.watched_s) else 0
+    if not 1 <= watched_ms <= DURATION_MS_MAX:
+        raise CliError(f"--watched-s: more than 0 and at most {DURATION_MS_MAX // 1000}")
+    passphrase = read_passphrase(confirm=False)
+    client = running_node(args.home)
+    if client is not None:
+        result = call(
+            client,
+            "view",
+            id=args.id,
+            watched_ms=watched_ms,
+            passphrase=passphrase,
+            as_account=args.as_account,
+        )
+        say(f"told the network you watched {result['id']} for {watched_ms / 1000:g} s")
+        return 0
+    with Home(args.home).open() as stores:
+        try:
+            mid = stores.manifests.resolve(args.id)
+        except KeyError as exc:
+            raise CliError(exc.args[0]) from exc
+        key = unlock_account(stores, passphrase, args.as_account)
+        message = view_message(key, mid, watched_ms, int(time.time() * 1000))
+        stores.social.apply(message)
+        batch = Batch()
+        MessageLog(stores.kv).stage(batch, message)  # sync spreads it once a node runs
+        stores.kv.write(batch)
+    say(f"told the network you watched {mid.hex()} for {watched_ms / 1000:g} s")
     return 0
 
 

@@ -1,9 +1,11 @@
-"""The feed's control routes: the ranked feed with its reasons, likes, blocks, followers.
+"""The feed's control routes: the ranked feed with its reasons, likes, views, blocks,
+followers.
 
 The ranking is protocol/ranking.py's pure function, read through the store's social graph
 (storage/socialgraph.py); this module only adds what people see beside it (titles) and
-the actions that change the graph. Likes are signed messages, stored and gossiped like
-follows; blocks are the viewer's local choice and never leave the node.
+the actions that change the graph. Likes and view receipts are signed messages, stored and
+gossiped like follows (so a view receipt is public: it tells the network you watched the
+video); blocks are the viewer's local choice and never leave the node.
 """
 
 from typing import Any
@@ -13,7 +15,7 @@ from node.daemon import Node
 from node.feedview import feed_json
 from node.gossip import wall_ms
 from node.home import HomeError, default_account
-from node.publish import reaction_message
+from node.publish import reaction_message, view_message
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.errors import ProtocolError
 from storage.stores import Stores
@@ -39,7 +41,7 @@ def limit_of(params: dict[str, Any], default: int, most: int) -> int:
 
 
 def install_feed_routes(server: ControlServer, node: Node) -> None:
-    """Register feed, like, unlike, block, unblock, blocked and followers."""
+    """Register feed, like, unlike, view, block, unblock, blocked and followers."""
     stores = node.stores
 
     async def feed(params: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +70,26 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
     async def unlike(params: dict[str, Any]) -> dict[str, Any]:
         return await react(params, False)
 
+    async def view(params: dict[str, Any]) -> dict[str, Any]:
+        """Send a view receipt: {id, watched_ms, passphrase, as_account?}. Public once
+        gossiped: it tells the network the account watched the video."""
+        watched_ms = params.get("watched_ms")
+        if isinstance(watched_ms, bool) or not isinstance(watched_ms, int):
+            raise ControlError("watched_ms: an integer number of milliseconds")
+        try:
+            mid = stores.manifests.resolve(str(params.get("id", "")))
+        except KeyError as exc:
+            raise ControlError(exc.args[0], status=404) from exc
+        key = unlock_param(stores, params)
+        try:
+            message = view_message(key, mid, watched_ms, wall_ms())
+        except ProtocolError as exc:
+            raise ControlError(str(exc)) from exc
+        stores.social.apply(message)
+        node.ingest.add_own(message, wall_ms())
+        node.gossip.publish(message.raw, message.kind)
+        return {"id": mid.hex(), "watched_ms": watched_ms, "message": message.id.hex()}
+
     async def block(params: dict[str, Any]) -> dict[str, Any]:
         return _block(stores, params, blocking=True)
 
@@ -87,6 +109,7 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         ("feed", feed),
         ("like", like),
         ("unlike", unlike),
+        ("view", view),
         ("block", block),
         ("unblock", unblock),
         ("blocked", blocked),

@@ -26,6 +26,7 @@ from protocol.kinds import (
     SegmentRef,
     Unfollow,
     VideoManifest,
+    View,
 )
 from protocol.validate import validate_message, validate_record, validate_tags, validate_title
 from storage.chunks import PinReason
@@ -212,5 +213,20 @@ def reaction_message(key: AccountKey, manifest: bytes, *, like: bool, now_ms: in
         manifest=manifest,
         reaction="like" if like else "unlike",
     )
+    validate_record(record, now_ms)
+    return seal(key, record)
+
+
+def view_message(key: AccountKey, manifest: bytes, watched_ms: int, now_ms: int) -> SignedMessage:
+    """A signed view receipt: ``key``'s account watched the video ``manifest`` for
+    ``watched_ms``, made now. Receipts are public once gossiped.
+
+    Raises ``protocol.errors.ProtocolError`` subclasses when a rule or a field limit refuses
+    it (``watched_ms`` outside 1 to DURATION_MS_MAX).
+    """
+    record = View(
+        author=key.public_key, created_ms=now_ms, manifest=manifest, watched_ms=watched_ms
+    )
+    check_field(View, "watched_ms", watched_ms)
     validate_record(record, now_ms)
     return seal(key, record)

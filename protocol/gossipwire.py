@@ -16,7 +16,16 @@ from collections.abc import Sequence
 
 from protocol.codec import array_header_bytes, bin_bytes, decode, encode
 from protocol.errors import DecodeError
-from protocol.kinds import Follow, Offer, Profile, Reaction, Tombstone, Unfollow, VideoManifest
+from protocol.kinds import (
+    Follow,
+    Offer,
+    Profile,
+    Reaction,
+    Tombstone,
+    Unfollow,
+    VideoManifest,
+    View,
+)
 
 MANIFEST_TOPIC = "/toktok/v1/manifests"
 SOCIAL_TOPIC = "/toktok/v1/social"
@@ -26,7 +35,15 @@ CERTIFICATE = "certificate"
 TOPIC_KINDS: dict[str, frozenset[str]] = {
     MANIFEST_TOPIC: frozenset({VideoManifest.KIND}),
     SOCIAL_TOPIC: frozenset(
-        {Follow.KIND, Unfollow.KIND, Reaction.KIND, Tombstone.KIND, Profile.KIND, Offer.KIND}
+        {
+            Follow.KIND,
+            Unfollow.KIND,
+            Reaction.KIND,
+            View.KIND,
+            Tombstone.KIND,
+            Profile.KIND,
+            Offer.KIND,
+        }
     ),
     LEDGER_TOPIC: frozenset({CERTIFICATE}),
 }

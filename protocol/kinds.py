@@ -155,6 +155,24 @@ class Reaction:
 
 
 @dataclass(frozen=True)
+class View:
+    """A view receipt: the author watched a video for ``watched_ms``.
+
+    Views are events, not a state: each receipt is one watch, and a viewer who watches the
+    same video again sends another, which adds up (storage/social.py). Receipts are public
+    once gossiped, like every message.
+    """
+
+    KIND: ClassVar[str] = "view"
+    author: bytes = fld(**_ACCOUNT)
+    created_ms: int = fld()
+    manifest: bytes = fld(**_MESSAGE_ID)
+    """The message id of the video's manifest."""
+    watched_ms: int = fld(value_min=1, value_max=DURATION_MS_MAX)
+    """How long the author watched it, in ms: at most the longest video."""
+
+
+@dataclass(frozen=True)
 class Offer:
     """A standing offer: the author's node sells ``token`` from ``shop`` at a fixed price.
 
@@ -188,10 +206,11 @@ def offer_cost(offer: Offer, amount: int) -> int:
     return -(-amount * offer.price_num // offer.price_den)
 
 
-Record = VideoManifest | Profile | Tombstone | Follow | Unfollow | Reaction | Offer
+Record = VideoManifest | Profile | Tombstone | Follow | Unfollow | Reaction | View | Offer
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (VideoManifest, Profile, Tombstone, Follow, Unfollow, Reaction, Offer)
+    cls.KIND: cls
+    for cls in (VideoManifest, Profile, Tombstone, Follow, Unfollow, Reaction, View, Offer)
 }
 
 BODY_BYTES_MAX: dict[str, int] = {
@@ -201,6 +220,7 @@ BODY_BYTES_MAX: dict[str, int] = {
     "follow": 256,
     "unfollow": 256,
     "reaction": 256,
+    "view": 256,
     "offer": 512,
 }
 """The largest canonical body each kind may have."""

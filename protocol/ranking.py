@@ -10,10 +10,11 @@ plain words. In short:
    Following someone gives them trust; being followed by many accounts nobody trusts gives
    none, which is what keeps a cluster of fake accounts out.
 2. **Candidates.** The videos of the accounts the viewer follows; of the accounts those
-   follow (two hops); of creators whose videos the viewer liked; and the videos liked by
-   the accounts the viewer trusts most.
+   follow (two hops); of creators whose videos the viewer liked or watched; and the videos
+   liked by the accounts the viewer trusts most.
 3. **Score** = recency × relevance × diversity, where relevance adds up weighted parts:
-   the viewer follows the creator, affinity (the viewer's recent likes of the creator),
+   the viewer follows the creator, affinity (the viewer's recent likes of the creator, and
+   views of the creator's videos, which weigh less),
    social proof (how many followed accounts follow the creator) and engagement (the share
    of the viewer's trust that liked the video; no other like counts).
 4. **Diversity.** Each further item of a creator is penalised, and a creator holds at most
@@ -65,6 +66,11 @@ class SocialView(Protocol):
         """``(manifest id, liked_ms)`` of the account's likes, newest first."""
         ...
 
+    def viewed(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """``(manifest id, last viewed ms)`` of the videos the account sent view receipts
+        of, most recently watched first, each video once."""
+        ...
+
     def likers(self, video: bytes, limit: int) -> list[bytes]:
         """Accounts whose latest reaction to ``video`` is a like, in any order."""
         ...
@@ -93,9 +99,12 @@ class RankingParams:
     recency_half_life_ms: int = DAY_MS
     """A video's recency halves every this many ms after it was posted."""
     affinity_half_life_ms: int = 30 * DAY_MS
-    """A like of the viewer counts half as much toward affinity after this many ms."""
+    """A like (or view) of the viewer counts half as much toward affinity after this many
+    ms."""
     affinity_saturation: float = 2.0
     """Decayed likes of a creator's videos that give half the full affinity."""
+    view_weight: float = 0.25
+    """What a video the viewer watched adds to affinity, as a share of a like."""
     social_saturation: float = 3.0
     """Followed accounts following the creator that give half the full social proof."""
     engagement_saturation: float = 0.05
@@ -125,6 +134,8 @@ class RankingParams:
     """Follows of the viewer read."""
     viewer_likes_max: int = 50
     """Likes of the viewer read (newest first) to measure affinity."""
+    viewer_views_max: int = 50
+    """Videos the viewer watched read (most recently watched first) to measure affinity."""
     trusted_likers_max: int = 100
     """The most trusted accounts whose likes are read to measure engagement."""
     trusted_likes_max: int = 20
@@ -134,7 +145,8 @@ class RankingParams:
     two_hop_creators_max: int = 30
     """Accounts two hops out whose videos are read, most followed by the viewer's follows."""
     liked_creators_max: int = 20
-    """Creators the viewer liked lately (not followed) whose videos are read."""
+    """Creators the viewer liked or watched lately (not followed) whose videos are read, by
+    affinity."""
     liked_videos_max: int = 100
     """Videos liked by trusted accounts looked up as candidates, most engaged first."""
     videos_per_creator_max: int = 3
@@ -162,6 +174,7 @@ FOLLOWED_BY_FOLLOWS = "followed_by_follows"
 LIKED_BY_FOLLOWS = "liked_by_follows"
 LIKED_BY_TRUSTED = "liked_by_trusted"
 YOU_LIKED_CREATOR = "you_liked_creator"
+YOU_WATCHED_CREATOR = "you_watched_creator"
 POSTED = "posted"
 
 
@@ -170,8 +183,9 @@ class Reason:
     """One explanation of why an item is in the feed.
 
     ``count`` is the number behind the text: accounts for ``followed_by_follows``,
-    ``liked_by_follows`` and ``liked_by_trusted``, videos for ``you_liked_creator``, the
-    video's age in ms for ``posted``, and None for ``you_follow``.
+    ``liked_by_follows`` and ``liked_by_trusted``, videos for ``you_liked_creator`` and
+    ``you_watched_creator``, the video's age in ms for ``posted``, and None for
+    ``you_follow``.
     """
 
     code: str
@@ -335,8 +349,9 @@ class _Signals:
     followed: list[bytes]  # most recently followed first
     followed_set: frozenset[bytes]
     followers_of: dict[bytes, int]  # creator -> followed accounts following them
-    affinity: dict[bytes, float]  # creator -> decayed likes by the viewer
+    affinity: dict[bytes, float]  # creator -> decayed likes (and weighted views) by the viewer
     viewer_likes: dict[bytes, int]  # creator -> the viewer's likes of their videos
+    viewer_views: dict[bytes, int]  # creator -> their videos the viewer watched
     liked_trust: dict[bytes, float]  # video -> share of the scanned trust that likes it
     liked_trusted: dict[bytes, int]  # video -> scanned trusted accounts that like it
     liked_followed: dict[bytes, int]  # video -> followed accounts that like it
@@ -359,6 +374,18 @@ def _signals(reads: _Reads, now_ms: int) -> _Signals:
         decayed = halve(now_ms - liked_ms, p.affinity_half_life_ms)
         affinity[info.creator] = affinity.get(info.creator, 0.0) + decayed
         viewer_likes[info.creator] = viewer_likes.get(info.creator, 0) + 1
+    viewer_views: dict[bytes, int] = {}
+    if p.view_weight > 0:
+        viewed = reads.view.viewed(viewer, p.viewer_views_max)[: p.viewer_views_max]
+        counted: set[bytes] = set()  # a view that lists a video twice counts it once
+        for video_id, viewed_ms in viewed:
+            info = None if video_id in counted else reads.video(video_id)
+            counted.add(video_id)
+            if info is None:
+                continue
+            decayed = p.view_weight * halve(now_ms - viewed_ms, p.affinity_half_life_ms)
+            affinity[info.creator] = affinity.get(info.creator, 0.0) + decayed
+            viewer_views[info.creator] = viewer_views.get(info.creator, 0) + 1
     followed_set = frozenset(followed)
     others = (a for a in trust if a != viewer)
     scanned = _top(others, p.trusted_likers_max, lambda a: (-trust[a],))
@@ -383,6 +410,7 @@ def _signals(reads: _Reads, now_ms: int) -> _Signals:
         followers_of,
         affinity,
         viewer_likes,
+        viewer_views,
         liked_trust,
         liked_trusted,
         liked_followed,
@@ -461,6 +489,9 @@ def _reasons(info: VideoInfo, s: _Signals, now_ms: int) -> tuple[Reason, ...]:
     if n := s.viewer_likes.get(info.creator, 0):
         text = f"you liked {_plural(n, 'video')} by the creator"
         reasons.append(Reason(YOU_LIKED_CREATOR, n, text))
+    if n := s.viewer_views.get(info.creator, 0):
+        text = f"you watched {_plural(n, 'video')} by the creator"
+        reasons.append(Reason(YOU_WATCHED_CREATOR, n, text))
     age_ms = now_ms - info.created_ms
     reasons.append(Reason(POSTED, max(age_ms, 0), f"posted {age_text(age_ms)}"))
     return tuple(reasons)

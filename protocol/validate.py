@@ -37,6 +37,7 @@ from protocol.kinds import (
     Tombstone,
     Unfollow,
     VideoManifest,
+    View,
     offer_cost,
 )
 
@@ -287,6 +288,17 @@ def validate_reaction(reaction: Reaction, now_ms: int) -> None:
         raise Reject(f"unknown reaction {reaction.reaction!r}")
 
 
+def validate_view(view: View, now_ms: int) -> None:
+    """Rules of a view receipt: the common time rules, nothing more. Raises :class:`Reject`
+    or :class:`Ignore`.
+
+    Its field limits (a message id, 1 to DURATION_MS_MAX ms watched) are checked when the
+    body decodes. Whether ``watched_ms`` fits the video's own duration is not a rule: the
+    manifest may be unknown here, and a looped short video is watched longer than it lasts.
+    """
+    validate_created(view.created_ms, now_ms)
+
+
 def validate_offer(offer: Offer, now_ms: int) -> None:
     """Rules of a standing offer. Raises :class:`Reject` or :class:`Ignore`.
 
@@ -330,5 +342,6 @@ _VALIDATORS: dict[type[Any], Callable[[Any, int], None]] = {
     Follow: validate_follow,
     Unfollow: validate_unfollow,
     Reaction: validate_reaction,
+    View: validate_view,
     Offer: validate_offer,
 }

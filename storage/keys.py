@@ -70,6 +70,11 @@ class Prefix(IntEnum):
     # Latest profile per account: PROFILE + account key -> msgpack [True, created_ms, id,
     # envelope] (the same register layout as above).
     PROFILE = 0x33
+    # View receipts, one entry per message: VIEW + viewer key + manifest message id + view
+    # message id -> created_ms (u64) + watched_ms (u64). Views are events, not registers:
+    # every receipt counts, once, and its entry is how a receipt that arrives again is known.
+    # The envelope itself is in the message log (MESSAGE + id), which serves it to peers.
+    VIEW = 0x34
 
     # Encrypted account secrets: KEYSTORE + entry name (UTF-8) -> msgpack record.
     KEYSTORE = 0x40
@@ -139,6 +144,13 @@ class Prefix(IntEnum):
     # This node's block list, LOCAL ONLY (never gossiped nor synced): a viewer hosted here
     # does not want ``account`` in its feed: SOCIAL_BLOCK + viewer + account -> b"".
     SOCIAL_BLOCK = 0x85
+    # What a viewer watched, per video, from its VIEW entries: VIEW_TOTAL + viewer + manifest
+    # id -> views (u64) + total watched_ms (u64) + last_ms (u64), where last_ms is the
+    # greatest created_ms of those receipts. A rewatch adds up. Derived, like 0x80 to 0x84.
+    VIEW_TOTAL = 0x86
+    # Videos an account watched, most recently watched first, one entry per VIEW_TOTAL:
+    # VIEWED_BY_ACCOUNT + viewer + desc(last_ms) + manifest id -> b"". Derived.
+    VIEWED_BY_ACCOUNT = 0x87
 
     # Retired values go here, commented out, with the schema version that retired them and
     # why (``# NAME = 0x.. retired in schema N: ...``); none yet.
@@ -153,9 +165,10 @@ META_CHUNK_COUNTERS = b"chunk_counters"
 META_LEDGER_GENESIS = b"ledger_genesis"
 # How many certificates the ledger has applied (u64): the next LEDGER_LOG position.
 META_LEDGER_APPLIED = b"ledger_applied"
-# The version of the social graph's indexes (0x80 to 0x84) this store holds, ASCII digits,
-# written last by SocialGraph.rebuild: absent, the indexes are missing or half built, and
-# Stores rebuilds them on open.
+# The version of the social graph's indexes (0x80 to 0x84, 0x86, 0x87) this store holds,
+# ASCII digits, written last by SocialGraph.rebuild: absent, the indexes are missing or half
+# built, and Stores rebuilds them on open. The view indexes (0x86, 0x87) came without a new
+# version: a store from before them holds no VIEW entry, so its empty view indexes are whole.
 META_SOCIAL_GRAPH = b"social_graph"
 
 U64_MAX = 2**64 - 1

@@ -1,4 +1,4 @@
-"""SocialStore: follow state per pair of accounts, likes per video, and profiles.
+"""SocialStore: follow state per pair of accounts, likes and views per video, and profiles.
 
 Follows and reactions are last-write-wins registers: for each (author, target) pair the
 message with the greatest ``(created_ms, message id)`` decides the state, whatever order
@@ -10,6 +10,14 @@ follow from the registers alone: a register that changes stages, in its own batc
 removal of the index entries its previous state put there (their times are in the previous
 register's stamp) and the entries of its new state. So the indexes always equal what
 :meth:`SocialStore.rebuild_indexes` computes from the registers, whatever order messages arrived in.
+
+View receipts are events, not registers: every receipt counts, once. Each one is kept as a
+VIEW entry keyed by (viewer, video, message id), whose presence is how a receipt that
+arrives again is known (a key per message id, placed so that one prefix scan lists a
+viewer's receipts of a video). Their sum per (viewer, video) is the VIEW_TOTAL register
+(views, total watched_ms, last_ms) with its VIEWED_BY_ACCOUNT entry; both are derived, so a
+rebuild recomputes them from the VIEW entries, and sums and maxima do not depend on the
+order receipts arrive in.
 """
 
 import threading
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 import msgpack
 
 from protocol.envelope import SignedMessage
-from protocol.kinds import Follow, Profile, Reaction, Unfollow
+from protocol.kinds import DURATION_MS_MAX, Follow, Profile, Reaction, Unfollow, View
 from storage.errors import DamagedRecord, StoreError
 from storage.keys import U64_MAX, Prefix, desc_ms, u64
 from storage.keys import key as _key
@@ -37,8 +45,11 @@ INDEX_PREFIXES = (
     Prefix.LIKES_BY_ACCOUNT,
     Prefix.LIKERS_BY_TIME,
     Prefix.LIKE_COUNT,
+    Prefix.VIEW_TOTAL,
+    Prefix.VIEWED_BY_ACCOUNT,
 )
-"""Every prefix whose entries follow from the SOCIAL_EDGE and REACTION registers."""
+"""Every prefix whose entries follow from the SOCIAL_EDGE and REACTION registers and the
+VIEW entries."""
 
 
 @dataclass(frozen=True, order=True)
@@ -73,6 +84,50 @@ class _Register:
         return cls(bool(active), _Stamp(created_ms, message_id), raw)
 
 
+@dataclass(frozen=True)
+class ViewTotal:
+    """What one viewer watched of one video: the VIEW_TOTAL register."""
+
+    views: int
+    """Receipts counted."""
+    watched_ms: int
+    """Their ``watched_ms`` added up."""
+    last_ms: int
+    """The greatest ``created_ms`` among them: when the viewer last watched."""
+
+    def add(self, created_ms: int, watched_ms: int) -> "ViewTotal":
+        return ViewTotal(
+            self.views + 1, self.watched_ms + watched_ms, max(self.last_ms, created_ms)
+        )
+
+    def encode(self) -> bytes:
+        return u64(self.views) + u64(self.watched_ms) + u64(self.last_ms)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "ViewTotal":
+        """Raises DamagedRecord unless ``data`` is three u64 with at least one view."""
+        if len(data) != 24:
+            raise DamagedRecord(f"damaged view total: {len(data)} bytes, not 24")
+        views, watched_ms, last_ms = (int.from_bytes(data[i : i + 8], "big") for i in (0, 8, 16))
+        if views < 1 or not views <= watched_ms <= views * DURATION_MS_MAX:
+            raise DamagedRecord(f"damaged view total: {views} views of {watched_ms} ms")
+        return cls(views, watched_ms, last_ms)
+
+
+_NO_VIEWS = ViewTotal(0, 0, 0)
+
+
+def _decode_view(data: bytes) -> tuple[int, int]:
+    """(created_ms, watched_ms) of a VIEW entry. Raises DamagedRecord unless it is two u64
+    with watched_ms within the record's limits."""
+    if len(data) != 16:
+        raise DamagedRecord(f"damaged view entry: {len(data)} bytes, not 16")
+    created_ms, watched_ms = int.from_bytes(data[:8], "big"), int.from_bytes(data[8:], "big")
+    if not 1 <= watched_ms <= DURATION_MS_MAX:
+        raise DamagedRecord(f"damaged view entry: watched_ms {watched_ms}")
+    return created_ms, watched_ms
+
+
 class SocialStore:
     """Follows, reactions and profiles over a :class:`KV`, with the graph's indexes."""
 
@@ -83,15 +138,20 @@ class SocialStore:
         self._lock = threading.Lock()
 
     def apply(self, message: SignedMessage) -> bool:
-        """Apply a validated follow, unfollow, reaction or profile message.
+        """Apply a validated follow, unfollow, reaction, view or profile message.
 
         Returns True when it changed what the store holds, False when a newer message for
-        the same pair (or this very message) was already applied. The register and the
-        indexes it implies are written in one batch. Raises :class:`StoreError` for another
-        kind or bytes that do not check, :class:`DamagedRecord` when the stored register
-        cannot be read; nothing is written then.
+        the same pair (or this very message) was already applied; a view counts unless this
+        very message was applied. The register and the indexes it implies are written in one
+        batch. Raises :class:`StoreError` for another kind or bytes that do not check,
+        :class:`DamagedRecord` when the stored register cannot be read; nothing is written
+        then.
         """
         record = message.record
+        if isinstance(record, View):
+            check_before_write(message, StoreError)
+            with self._lock:
+                return self._apply_view(record, message.id)
         stamp = _Stamp(record.created_ms, message.id)
         key: bytes
         if isinstance(record, Follow | Unfollow):
@@ -121,6 +181,26 @@ class SocialStore:
             self._kv.write(batch)
         return True
 
+    def _apply_view(self, view: View, message_id: bytes) -> bool:
+        seen = _key(Prefix.VIEW, view.author, view.manifest, message_id)
+        if self._kv.get(seen) is not None:
+            return False
+        total_key = _key(Prefix.VIEW_TOTAL, view.author, view.manifest)
+        stored = self._kv.get(total_key)
+        old = None if stored is None else ViewTotal.decode(stored)
+        new = (old or _NO_VIEWS).add(view.created_ms, view.watched_ms)
+        batch = Batch()
+        batch.put(seen, u64(view.created_ms) + u64(view.watched_ms))
+        batch.put(total_key, new.encode())
+        _stage_viewed(batch, view.author, view.manifest, old, new)
+        self._kv.write(batch)
+        return True
+
+    def watched(self, viewer: bytes, manifest_id: bytes) -> ViewTotal | None:
+        """What ``viewer`` watched of the video, or None when no receipt of it is here."""
+        raw = self._kv.get(_key(Prefix.VIEW_TOTAL, viewer, manifest_id))
+        return None if raw is None else ViewTotal.decode(raw)
+
     def rebuild_indexes(self) -> None:
         """Recompute every index of :data:`INDEX_PREFIXES` from the registers.
 
@@ -147,6 +227,7 @@ class SocialStore:
                 count += _stage_reaction(writer.batch, manifest, author, None, register)
                 writer.flush_if_full()
             _put_count(writer.batch, counted, count)
+            _rebuild_views(self._kv, writer)
             writer.flush()
 
     def is_following(self, author: bytes, target: bytes) -> bool:
@@ -218,6 +299,41 @@ def _stage_reaction(
         batch.put(_key(Prefix.LIKES_BY_ACCOUNT, author, ms, manifest), b"")
         batch.put(_key(Prefix.LIKERS_BY_TIME, manifest, ms, author), b"")
     return int(new.active) - int(was)
+
+
+def _stage_viewed(
+    batch: Batch, viewer: bytes, manifest: bytes, old: ViewTotal | None, new: ViewTotal
+) -> None:
+    """Stage the VIEWED_BY_ACCOUNT entry of (viewer, manifest) moving from ``old``'s time
+    (None: no views yet) to ``new``'s."""
+    if old is not None and old.last_ms != new.last_ms:
+        batch.delete(_key(Prefix.VIEWED_BY_ACCOUNT, viewer, desc_ms(old.last_ms), manifest))
+    batch.put(_key(Prefix.VIEWED_BY_ACCOUNT, viewer, desc_ms(new.last_ms), manifest), b"")
+
+
+def _rebuild_views(kv: KV, writer: "ChunkedWriter") -> None:
+    """Stage VIEW_TOTAL and VIEWED_BY_ACCOUNT from the VIEW entries, which come in key
+    order, so each (viewer, video) pair's receipts are adjacent. Raises DamagedRecord for a
+    key not of three 32-byte fields or a bad value."""
+    pair: bytes | None = None
+    total = _NO_VIEWS
+    for key, value in kv.iterate(_key(Prefix.VIEW)):
+        if len(key) != 1 + 3 * ACCOUNT_LEN:
+            raise DamagedRecord(f"view entry key of {len(key)} bytes: {key[:16].hex()}")
+        if key[1 : 1 + 2 * ACCOUNT_LEN] != pair:
+            _put_view_total(writer.batch, pair, total)
+            pair, total = key[1 : 1 + 2 * ACCOUNT_LEN], _NO_VIEWS
+        total = total.add(*_decode_view(value))
+        writer.flush_if_full()
+    _put_view_total(writer.batch, pair, total)
+
+
+def _put_view_total(batch: Batch, pair: bytes | None, total: ViewTotal) -> None:
+    if pair is None:
+        return
+    viewer, manifest = pair[:ACCOUNT_LEN], pair[ACCOUNT_LEN:]
+    batch.put(_key(Prefix.VIEW_TOTAL, viewer, manifest), total.encode())
+    _stage_viewed(batch, viewer, manifest, None, total)
 
 
 def _stage_count(kv: KV, batch: Batch, manifest: bytes, delta: int) -> None:

@@ -1,16 +1,17 @@
-"""SocialGraph: the follow and like graph as the feed reads it, plus the local block list.
+"""SocialGraph: the follow, like and view graph as the feed reads it, plus the local block
+list.
 
 The feed ranking (protocol/ranking.py) reads the graph through a small interface,
 ``SocialView``; this class implements it (structurally) over the indexes that
-storage/social.py and storage/manifests.py stage with every register and manifest change
-(storage/keys.py, 0x80 to 0x84). Every read is bounded: one prefix scan that stops at its
-``limit``, or one point get, and none decodes an envelope, so ranking one viewer's feed
-costs a few hundred small reads whatever the size of the graph.
+storage/social.py and storage/manifests.py stage with every register, view receipt and
+manifest change (storage/keys.py, 0x80 to 0x84, 0x86 and 0x87). Every read is bounded: one
+prefix scan that stops at its ``limit``, or one point get, and none decodes an envelope, so
+ranking one viewer's feed costs a few hundred small reads whatever the size of the graph.
 
 The indexes are derived data. :meth:`SocialGraph.rebuild` recomputes them all from the
-registers and the manifest indexes; a marker (META ``social_graph``) written after a
-complete rebuild tells a store that has them from one that predates them or crashed half
-way, and :class:`storage.stores.Stores` rebuilds on open when it is missing.
+registers, the view receipts and the manifest indexes; a marker (META ``social_graph``)
+written after a complete rebuild tells a store that has them from one that predates them or
+crashed half way, and :class:`storage.stores.Stores` rebuilds on open when it is missing.
 
 The block list is local: which accounts a viewer hosted on this node does not want to see.
 It is never gossiped nor synced; the feed leaves those accounts out.
@@ -24,7 +25,7 @@ from storage.errors import DamagedRecord, StoreError
 from storage.keys import META_SOCIAL_GRAPH, Prefix, meta_key, undesc_ms
 from storage.keys import key as _key
 from storage.kv import KV, Batch
-from storage.social import ChunkedWriter, SocialStore, read_count
+from storage.social import ChunkedWriter, SocialStore, ViewTotal, read_count
 
 GRAPH_VERSION = 1
 """The layout of the graph's indexes; a store whose marker holds another is rebuilt."""
@@ -69,6 +70,15 @@ class SocialGraph:
             for s in self._scan(Prefix.LIKES_BY_ACCOUNT, account, limit, _TIMED_LEN)
         ]
 
+    def viewed(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
+        """(manifest id, last viewed ms) of the videos ``account`` sent view receipts of,
+        most recently watched first, at most ``limit``; a rewatched video is listed once, at
+        its latest receipt's ``created_ms``."""
+        return [
+            (s[_MS_LEN:], undesc_ms(s[:_MS_LEN]))
+            for s in self._scan(Prefix.VIEWED_BY_ACCOUNT, account, limit, _TIMED_LEN)
+        ]
+
     def likers(self, video: bytes, limit: int) -> list[bytes]:
         """Accounts whose latest reaction to ``video`` is a like, newest like first, at
         most ``limit``."""
@@ -109,6 +119,13 @@ class SocialGraph:
     def followers(self, account: bytes, limit: int) -> list[bytes]:
         """Accounts following ``account`` now, in id order, at most ``limit``."""
         return self._scan(Prefix.SOCIAL_REVERSE, account, limit, ID_LEN)
+
+    def watched(self, account: bytes, video: bytes) -> ViewTotal | None:
+        """What ``account`` watched of ``video`` (views, total watched_ms, last_ms), or
+        None when no receipt of it is here."""
+        _check_id("account", account)
+        _check_id("video", video)
+        return self._social.watched(account, video)
 
     # ------------------------------------------------------------------ block list
 
@@ -161,7 +178,8 @@ class SocialGraph:
         return self._kv.get(meta_key(META_SOCIAL_GRAPH)) == str(GRAPH_VERSION).encode()
 
     def rebuild(self) -> None:
-        """Recompute every index of the graph from the registers and manifest indexes.
+        """Recompute every index of the graph from the registers, view receipts and
+        manifest indexes.
 
         The upgrade path of a store written before the indexes existed, and the repair of
         damaged ones. The marker is removed first and written (synced) last, so a crash

@@ -24,13 +24,15 @@ def vid(name: str | int) -> bytes:
 
 
 class MemorySocial:
-    """Active follows, likes and videos in dicts; each change overwrites the pair's state,
-    as a newer follow/unfollow or like/unlike does in the store."""
+    """Active follows, likes, views and videos in dicts; each follow or like change
+    overwrites the pair's state, as a newer follow/unfollow or like/unlike does in the
+    store; a view keeps the latest time per (viewer, video), as the store's VIEW_TOTAL."""
 
     def __init__(self) -> None:
         self._following: dict[bytes, dict[bytes, int]] = {}  # author -> target -> followed_ms
         self._liked: dict[bytes, dict[bytes, int]] = {}  # author -> video -> liked_ms
         self._likers: dict[bytes, set[bytes]] = {}  # video -> authors
+        self._viewed: dict[bytes, dict[bytes, int]] = {}  # viewer -> video -> last viewed ms
         self._videos: dict[bytes, VideoInfo] = {}
         self._by_creator: dict[bytes, set[bytes]] = {}
         self._withdrawn: set[bytes] = set()
@@ -51,6 +53,11 @@ class MemorySocial:
         self._liked.get(author, {}).pop(video, None)
         self._likers.get(video, set()).discard(author)
 
+    def watch(self, viewer: bytes, video: bytes, at_ms: int = 0) -> None:
+        """A view receipt: the video moves to ``at_ms`` unless it was watched later."""
+        views = self._viewed.setdefault(viewer, {})
+        views[video] = max(views.get(video, at_ms), at_ms)
+
     def publish(self, info: VideoInfo) -> VideoInfo:
         self._videos[info.id] = info
         self._by_creator.setdefault(info.creator, set()).add(info.id)
@@ -69,6 +76,10 @@ class MemorySocial:
     def liked(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
         likes = self._liked.get(account, {})
         return [(v, likes[v]) for v in sorted(likes, key=lambda v: (-likes[v], v))[:limit]]
+
+    def viewed(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
+        views = self._viewed.get(account, {})
+        return [(v, views[v]) for v in sorted(views, key=lambda v: (-views[v], v))[:limit]]
 
     def likers(self, video: bytes, limit: int) -> list[bytes]:
         return sorted(self._likers.get(video, set()))[:limit]
@@ -109,6 +120,11 @@ class CountingView:
     def liked(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
         out = self.inner.liked(account, limit)
         self._count("liked", limit, len(out))
+        return out
+
+    def viewed(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
+        out = self.inner.viewed(account, limit)
+        self._count("viewed", limit, len(out))
         return out
 
     def likers(self, video: bytes, limit: int) -> list[bytes]:

@@ -4,9 +4,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
+from node.controlclient import ControlCallError
 from node.home import Home, default_account
 from node.publish import follow_message
 from protocol.accounts import AccountKey, account_to_text
+from storage.messages import MessageLog
 from tests.cli_helpers import toktok
 from tests.factories import account, fake_video, sealed_manifest
 from tests.netharness import init_home, start_node
@@ -72,6 +76,32 @@ def test_feed_follow_like_block_offline(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "error:" in bad.stderr
 
 
+def test_view_offline_is_stored_logged_and_ranks(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    _, _, other, ids = seed_home(home)
+    said = toktok(home, "view", ids[2][:12], "--watched-s", "4.5").stdout
+    assert "told the network you watched" in said
+    toktok(home, "view", ids[2][:12], "--watched-s", "2")  # a rewatch adds up
+    with Home(home).open() as stores:
+        viewer = default_account(stores)[1]
+        [(video, _)] = stores.graph.viewed(viewer, 10)
+        assert video.hex() == ids[2]
+        total = stores.graph.watched(viewer, video)
+        assert total is not None and (total.views, total.watched_ms) == (2, 6500)
+        assert MessageLog(stores.kv).count() == 2  # logged: sync spreads them later
+    # The viewer follows nobody: the watched creator's video is found and says why.
+    [item] = feed(home)
+    assert item["id"] == ids[2]
+    texts = [r["text"] for r in item["reasons"]]  # type: ignore[attr-defined]
+    assert "you watched 1 video by the creator" in texts
+    assert other
+    help_text = toktok(home, "view", "--help").stdout
+    assert "tells the network you watched it" in " ".join(help_text.split())
+    for seconds in ("0", "-1", "601", "nan"):
+        bad = toktok(home, "view", ids[2][:12], "--watched-s", seconds, check=False)
+        assert bad.returncode == 2 and "--watched-s" in bad.stderr, seconds
+
+
 def test_feed_and_followers_through_a_running_node(tmp_path: Path) -> None:
     home = tmp_path / "h"
     creator, friend, _, ids = seed_home(home)
@@ -85,6 +115,13 @@ def test_feed_and_followers_through_a_running_node(tmp_path: Path) -> None:
         assert [i["id"] for i in items][:1] == [ids[0]]
         assert all(i["reasons"] for i in items)
         node.call("like", id=ids[0], passphrase="correct horse battery")
+        viewed = node.call("view", id=ids[1], watched_ms=3000, passphrase="correct horse battery")
+        assert viewed["id"] == ids[1] and viewed["watched_ms"] == 3000
+        watched = next(i for i in node.call("feed")["feed"] if i["id"] == ids[1])
+        assert "you watched 1 video by the creator" in [r["text"] for r in watched["reasons"]]
+        for bad in (0, "3000", True, 600_001):
+            with pytest.raises(ControlCallError, match="watched_ms"):
+                node.call("view", id=ids[1], watched_ms=bad, passphrase="correct horse battery")
         followers = node.call("followers")["followers"]
         assert followers == [account_to_text(friend.public_key)]
         node.call("block", target=account_to_text(creator.public_key))

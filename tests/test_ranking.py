@@ -27,6 +27,7 @@ from protocol.ranking import (
     POSTED,
     YOU_FOLLOW,
     YOU_LIKED_CREATOR,
+    YOU_WATCHED_CREATOR,
     RankedItem,
     RankingParams,
     Reason,
@@ -139,6 +140,105 @@ def test_affinity_grows_with_more_likes() -> None:
         fresh = post(g, creator, "fresh")
         parts.append(item_of(rank_feed(g, VIEWER, NOW), fresh).parts)
     assert parts[0]["affinity"] < parts[1]["affinity"] < parts[2]["affinity"] < 1
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_affinity_counts_the_viewers_views_at_view_weight_with_the_like_decay(views: int) -> None:
+    def item(viewed_age_ms: int) -> RankedItem:
+        g = MemorySocial()
+        creator = acct("creator")
+        for i in range(views):
+            g.watch(VIEWER, post(g, creator, f"watched {i}", 9 * DAY_MS).id, NOW - viewed_age_ms)
+        fresh = post(g, creator, "fresh")
+        return item_of(rank_feed(g, VIEWER, NOW), fresh)
+
+    weight = P.view_weight
+    assert item(0).parts["affinity"] == saturate(views * weight, P.affinity_saturation)
+    halved = item(P.affinity_half_life_ms).parts["affinity"]
+    assert halved == saturate(views * weight / 2, P.affinity_saturation)
+    assert item(0).parts["affinity"] > halved > 0
+    # The watched creator is found as a candidate although the viewer does not follow them.
+    assert item(0).parts["follow"] == 0.0
+    text = f"you watched {views} video{'s' if views > 1 else ''} by the creator"
+    assert reason(item(0), YOU_WATCHED_CREATOR) == Reason(YOU_WATCHED_CREATOR, views, text)
+    assert reason(item(0), YOU_LIKED_CREATOR) is None
+
+
+def _affinity(params: RankingParams, *, like: bool, watch: bool) -> RankedItem:
+    """The fresh video of a creator one of whose older videos the viewer liked and/or
+    watched."""
+    g = MemorySocial()
+    creator = acct("creator")
+    g.follow(VIEWER, creator)
+    old = post(g, creator, "old", DAY_MS)
+    if like:
+        g.like(VIEWER, old.id, NOW)
+    if watch:
+        g.watch(VIEWER, old.id, NOW)
+    fresh = post(g, creator, "fresh")
+    return item_of(rank_feed(g, VIEWER, NOW, params=params), fresh)
+
+
+def test_a_view_weighs_less_than_a_like_and_both_add_up() -> None:
+    def affinity(params: RankingParams = P, **signals: bool) -> float:
+        return _affinity(params, **signals).parts["affinity"]
+
+    assert P.view_weight == 0.25
+    viewed, liked = affinity(like=False, watch=True), affinity(like=True, watch=False)
+    assert 0 < viewed < liked
+    assert affinity(like=True, watch=True) == saturate(1.25, P.affinity_saturation)
+    assert affinity(RankingParams(view_weight=1.0), like=False, watch=True) == liked
+    both = _affinity(P, like=True, watch=True)
+    assert [r.code for r in both.reasons][-3:] == [YOU_LIKED_CREATOR, YOU_WATCHED_CREATOR, POSTED]
+
+
+def test_a_view_weight_of_zero_reads_no_views() -> None:
+    g = MemorySocial()
+    creator = acct("creator")
+    g.follow(VIEWER, creator)
+    g.watch(VIEWER, post(g, creator, "old", DAY_MS).id, NOW)
+    fresh = post(g, creator, "fresh")
+    counting = CountingView(g)
+    item = item_of(rank_feed(counting, VIEWER, NOW, params=RankingParams(view_weight=0)), fresh)
+    assert item.parts["affinity"] == 0.0
+    assert reason(item, YOU_WATCHED_CREATOR) is None
+    assert counting.calls["viewed"] == 0
+
+
+def test_views_of_unknown_or_withdrawn_videos_and_beyond_the_limit_count_nothing() -> None:
+    g = MemorySocial()
+    creator = acct("creator")
+    g.follow(VIEWER, creator)
+    watched = [post(g, creator, f"watched {i}", DAY_MS) for i in range(4)]
+    for i, video in enumerate(watched):
+        g.watch(VIEWER, video.id, NOW - i * MINUTE_MS)  # watched[0] most recently
+    g.watch(VIEWER, vid("never published"), NOW)
+    g.withdraw(watched[0].id)
+    fresh = post(g, creator, "fresh")
+    params = RankingParams(viewer_views_max=3)  # reads: unknown, watched[0], watched[1]
+    item = item_of(rank_feed(g, VIEWER, NOW, params=params), fresh)
+    assert reason(item, YOU_WATCHED_CREATOR) == Reason(
+        YOU_WATCHED_CREATOR, 1, "you watched 1 video by the creator"
+    )
+    assert item.parts["affinity"] == saturate(
+        P.view_weight * halve(MINUTE_MS, P.affinity_half_life_ms), P.affinity_saturation
+    )
+
+
+def test_a_rewatch_counts_the_video_once_at_its_latest_view() -> None:
+    g = MemorySocial()
+    creator = acct("creator")
+    video = post(g, creator, "v", DAY_MS)
+    g.watch(VIEWER, video.id, NOW - P.affinity_half_life_ms)
+    g.watch(VIEWER, video.id, NOW)
+    g.watch(VIEWER, video.id, NOW - 2 * P.affinity_half_life_ms)  # an older receipt, late
+    assert g.viewed(VIEWER, 10) == [(video.id, NOW)]
+    fresh = post(g, creator, "fresh")
+    item = item_of(rank_feed(g, VIEWER, NOW), fresh)
+    assert item.parts["affinity"] == saturate(P.view_weight, P.affinity_saturation)
+    assert reason(item, YOU_WATCHED_CREATOR) == Reason(
+        YOU_WATCHED_CREATOR, 1, "you watched 1 video by the creator"
+    )
 
 
 def test_social_part_counts_followed_accounts_that_follow_the_creator() -> None:
@@ -317,7 +417,8 @@ def test_every_item_says_why_it_is_there() -> None:
             codes = [r.code for r in item.reasons]
             assert codes[-1] == POSTED and len(codes) >= 2
             assert (YOU_FOLLOW in codes) == (item.parts["follow"] == 1.0)
-            assert (YOU_LIKED_CREATOR in codes) == (item.parts["affinity"] > 0)
+            mine = YOU_LIKED_CREATOR in codes or YOU_WATCHED_CREATOR in codes
+            assert mine == (item.parts["affinity"] > 0)
             assert (FOLLOWED_BY_FOLLOWS in codes) == (item.parts["social"] > 0)
             liked = LIKED_BY_FOLLOWS in codes or LIKED_BY_TRUSTED in codes
             assert liked == (item.parts["engagement"] > 0)
@@ -471,7 +572,7 @@ def test_same_input_same_feed_whatever_the_hash_seed() -> None:
 
 SMALL = RankingParams(
     trust_accounts_max=20, trust_following_max=10, viewer_following_max=12,
-    viewer_likes_max=10, trusted_likers_max=25, trusted_likes_max=6,
+    viewer_likes_max=10, viewer_views_max=6, trusted_likers_max=25, trusted_likes_max=6,
     followed_creators_max=8, two_hop_creators_max=10, liked_creators_max=5,
     liked_videos_max=30, videos_per_creator_max=2,
 )  # fmt: skip
@@ -489,13 +590,17 @@ def read_bounds(p: RankingParams) -> dict[str, tuple[int, int]]:
             1 + p.trusted_likers_max,
             p.viewer_likes_max + p.trusted_likers_max * p.trusted_likes_max,
         ),
+        "viewed": (1, p.viewer_views_max),
         "videos_by": (creators, creators * p.videos_per_creator_max),
-        "video": (p.viewer_likes_max + p.liked_videos_max,) * 2,
+        "video": (p.viewer_likes_max + p.viewer_views_max + p.liked_videos_max,) * 2,
     }
 
 
 def dense_world(accounts: int, seed: int) -> MemorySocial:
-    """Every account follows 15, likes 8 and posts 3: more than SMALL lets ranking read."""
+    """Every account follows 15, likes 8 and posts 3, and the viewer watched 8 videos of
+    creators nobody follows or likes: more than SMALL lets ranking read. (Only the viewer's
+    views are ever read; its watched videos collide with no other read, so both network
+    sizes make the same reads.)"""
     rng = random.Random(seed)
     g = MemorySocial()
     people = [VIEWER] + [acct(i) for i in range(accounts)]
@@ -507,6 +612,9 @@ def dense_world(accounts: int, seed: int) -> MemorySocial:
             g.follow(person, other, NOW - rng.randrange(DAY_MS))
         for _ in range(8):
             g.like(person, vid(f"{rng.randrange(len(people))}/{rng.randrange(3)}"), NOW)
+    for k in range(8):
+        watched = post(g, acct(f"watched creator {k}"), f"watched {k}", k * HOUR_MS)
+        g.watch(VIEWER, watched.id, NOW - k * MINUTE_MS)
     return g
 
 
@@ -524,6 +632,7 @@ def test_reads_are_bounded_and_do_not_grow_with_the_network(hops: int) -> None:
         assert view.limits == {
             "following": params.viewer_following_max,
             "liked": params.viewer_likes_max,
+            "viewed": params.viewer_views_max,
             "videos_by": params.videos_per_creator_max,
         }
         assert view.calls["likers"] == view.calls["like_count"] == 0
@@ -541,8 +650,9 @@ def test_default_read_bounds() -> None:
     assert read_bounds(DEFAULT_PARAMS) == {
         "following": (101, 5200),
         "liked": (101, 2050),
+        "viewed": (1, 50),
         "videos_by": (150, 450),
-        "video": (150, 150),
+        "video": (200, 200),
     }
 
 
@@ -555,7 +665,7 @@ def test_docs_list_every_parameter_with_its_default() -> None:
     }
     assert documented == {f.name: f.default for f in dataclasses.fields(RankingParams)}
     for code in (YOU_FOLLOW, FOLLOWED_BY_FOLLOWS, LIKED_BY_FOLLOWS, LIKED_BY_TRUSTED,
-                 YOU_LIKED_CREATOR, POSTED):  # fmt: skip
+                 YOU_LIKED_CREATOR, YOU_WATCHED_CREATOR, POSTED):  # fmt: skip
         assert f"| `{code}` |" in text
 
 

@@ -1,5 +1,6 @@
-"""SocialGraph: the feed's view of follows, likes and videos, kept incrementally, over both
-KV backends; the incremental indexes equal a full rebuild from the registers."""
+"""SocialGraph: the feed's view of follows, likes, views and videos, kept incrementally, over
+both KV backends; the incremental indexes equal a full rebuild from the registers and view
+receipts."""
 
 import random
 import tempfile
@@ -14,14 +15,14 @@ from hypothesis import strategies as st
 from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
 from protocol.envelope import SignedMessage, seal
-from protocol.kinds import Follow, Reaction, Tombstone, Unfollow
+from protocol.kinds import Follow, Reaction, Tombstone, Unfollow, View
 from protocol.ranking import SocialView, VideoInfo
 from storage import socialgraph
 from storage.chunks import PinReason
 from storage.errors import StoreError
 from storage.keys import META_SCHEMA, META_SOCIAL_GRAPH, Prefix, meta_key
 from storage.kv import KV, Batch, MemoryKV
-from storage.social import INDEX_PREFIXES
+from storage.social import INDEX_PREFIXES, ViewTotal
 from storage.socialgraph import SocialGraph
 from storage.stores import SCHEMA_VERSION, Stores
 from tests.factories import NOW_MS, account, fake_video, sealed_manifest
@@ -46,6 +47,11 @@ def react(author: AccountKey, video: bytes, ms: int, *, like: bool = True) -> Si
     reaction = "like" if like else "unlike"
     record = Reaction(author=author.public_key, created_ms=ms, manifest=video, reaction=reaction)
     return seal(author, record)
+
+
+def watch(viewer: AccountKey, video: bytes, ms: int, watched_ms: int = 1000) -> SignedMessage:
+    record = View(author=viewer.public_key, created_ms=ms, manifest=video, watched_ms=watched_ms)
+    return seal(viewer, record)
 
 
 def video_id(n: int) -> bytes:
@@ -113,6 +119,30 @@ def test_liked_is_newest_first_with_times(stores: Stores) -> None:
     assert graph.liked(bob.public_key, 1) == [(video_id(3), NOW_MS + 30)]
     assert stores.social.apply(react(bob, video_id(3), NOW_MS + 40, like=False))
     assert [v for v, _ in graph.liked(bob.public_key, 10)] == [video_id(2), video_id(1)]
+
+
+def test_viewed_is_most_recently_watched_first_and_rewatches_add_up(stores: Stores) -> None:
+    bob = account(2)
+    apply_all(stores, [watch(bob, video_id(i), NOW_MS + 10 * i, 100 * i) for i in (3, 1, 2)])
+    graph = stores.graph
+    assert graph.viewed(bob.public_key, 10) == [
+        (video_id(3), NOW_MS + 30),
+        (video_id(2), NOW_MS + 20),
+        (video_id(1), NOW_MS + 10),
+    ]
+    assert graph.viewed(bob.public_key, 1) == [(video_id(3), NOW_MS + 30)]
+    assert graph.viewed(bob.public_key, 0) == []
+    assert graph.viewed(account(1).public_key, 10) == []
+    # A rewatch moves the video to the front and adds up; an older receipt only adds up.
+    assert stores.social.apply(watch(bob, video_id(1), NOW_MS + 40, 250))
+    assert stores.social.apply(watch(bob, video_id(2), NOW_MS + 5, 50))
+    assert [v for v, _ in graph.viewed(bob.public_key, 10)] == [video_id(i) for i in (1, 3, 2)]
+    assert graph.watched(bob.public_key, video_id(1)) == ViewTotal(2, 350, NOW_MS + 40)
+    assert graph.watched(bob.public_key, video_id(2)) == ViewTotal(2, 250, NOW_MS + 20)
+    assert graph.watched(bob.public_key, video_id(9)) is None
+    # Views are not likes.
+    assert graph.liked(bob.public_key, 10) == []
+    assert graph.like_count(video_id(1)) == 0
 
 
 def test_likers_and_like_count(stores: Stores) -> None:
@@ -218,6 +248,9 @@ def test_invalid_ids_are_refused(stores: Stores) -> None:
     calls: list[Callable[[], object]] = [
         lambda: graph.following(short, 10),
         lambda: graph.liked(short, 10),
+        lambda: graph.viewed(short, 10),
+        lambda: graph.watched(short, video_id(1)),
+        lambda: graph.watched(account(1).public_key, short),
         lambda: graph.likers(short, 10),
         lambda: graph.like_count(short),
         lambda: graph.videos_by(short, 10),
@@ -268,21 +301,23 @@ def test_invalid_block_beyond_the_limit(stores: Stores, monkeypatch: pytest.Monk
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "follow", "unfollow", "like", "unlike"
+    kind: str  # "follow", "unfollow", "like", "unlike", "view"
     author: int
     target: int  # an account number, or a video number
     ms: int
 
 
 ACCOUNTS = [account(100 + n) for n in range(4)]
+VIDEO_KINDS = ("like", "unlike", "view")
+"""Kinds whose target is a video number rather than an account number."""
 
 events = st.builds(
     Event,
-    kind=st.sampled_from(["follow", "unfollow", "like", "unlike"]),
+    kind=st.sampled_from(["follow", "unfollow", "like", "unlike", "view"]),
     author=st.integers(0, 3),
     target=st.integers(0, 3),
     ms=st.integers(0, 5),  # few times, so ties are common
-).map(lambda e: e if e.kind in ("like", "unlike") or e.author != e.target else _other(e))
+).map(lambda e: e if e.kind in VIDEO_KINDS or e.author != e.target else _other(e))
 
 
 def _other(event: Event) -> Event:
@@ -294,14 +329,22 @@ def sealed(event: Event) -> SignedMessage:
     author, ms = ACCOUNTS[event.author], NOW_MS + event.ms
     if event.kind in ("follow", "unfollow"):
         return follow(author, ACCOUNTS[event.target], ms, on=event.kind == "follow")
+    if event.kind == "view":
+        # Two views of the same (viewer, video, ms) are one message: the same watch.
+        return watch(author, video_id(event.target), ms, 1 + 7 * event.ms)
     return react(author, video_id(event.target), ms, like=event.kind == "like")
 
 
 def expected_view(messages: list[SignedMessage]) -> dict[str, object]:
-    """What the graph must answer, computed from the messages alone (last write wins)."""
+    """What the graph must answer, computed from the messages alone (last write wins for
+    follows and reactions; every distinct view message adds up)."""
     winners: dict[tuple[str, bytes, bytes], SignedMessage] = {}
+    views: dict[tuple[bytes, bytes], dict[bytes, View]] = {}  # (viewer, video) -> id -> view
     for m in messages:
         r = m.record
+        if isinstance(r, View):
+            views.setdefault((r.author, r.manifest), {})[m.id] = r
+            continue
         assert isinstance(r, Follow | Unfollow | Reaction)
         pair = (
             ("f", r.author, r.target)
@@ -321,11 +364,21 @@ def expected_view(messages: list[SignedMessage]) -> dict[str, object]:
         elif isinstance(r, Reaction) and r.reaction == "like":
             liked.setdefault(author, []).append((-ms, target))
             likers.setdefault(target, []).append((-ms, author))
+    viewed: dict[bytes, list[tuple[int, bytes]]] = {}
+    totals: dict[tuple[bytes, bytes], ViewTotal] = {}
+    for (viewer, video), receipts in views.items():
+        last_ms = max(r.created_ms for r in receipts.values())
+        watched_ms = sum(r.watched_ms for r in receipts.values())
+        totals[viewer, video] = ViewTotal(len(receipts), watched_ms, last_ms)
+        viewed.setdefault(viewer, []).append((-last_ms, video))
     view: dict[str, object] = {}
     for key in ACCOUNTS:
         a = key.public_key
         view[f"following {a.hex()}"] = [t for _, t in sorted(following.get(a, []))]
         view[f"liked {a.hex()}"] = [(v, -ms) for ms, v in sorted(liked.get(a, []))]
+        view[f"viewed {a.hex()}"] = [(v, -ms) for ms, v in sorted(viewed.get(a, []))]
+        for n in range(4):
+            view[f"watched {a.hex()} {n}"] = totals.get((a, video_id(n)))
     for n in range(4):
         v = video_id(n)
         view[f"likers {v.hex()}"] = [a for _, a in sorted(likers.get(v, []))]
@@ -339,6 +392,9 @@ def actual_view(graph: SocialGraph) -> dict[str, object]:
         a = key.public_key
         view[f"following {a.hex()}"] = graph.following(a, 100)
         view[f"liked {a.hex()}"] = graph.liked(a, 100)
+        view[f"viewed {a.hex()}"] = graph.viewed(a, 100)
+        for n in range(4):
+            view[f"watched {a.hex()} {n}"] = graph.watched(a, video_id(n))
     for n in range(4):
         v = video_id(n)
         view[f"likers {v.hex()}"] = graph.likers(v, 100)
@@ -379,7 +435,7 @@ def test_incremental_indexes_equal_a_rebuild_leveldb(order: list[Event]) -> None
 
 
 def fill(stores: Stores) -> None:
-    """Follows, likes, unlikes and videos, one of them withdrawn."""
+    """Follows, likes, unlikes, views and videos, one of them withdrawn."""
     keys = [account(40 + i) for i in range(6)]
     messages = [
         follow(a, b, NOW_MS + i + j)
@@ -392,6 +448,8 @@ def fill(stores: Stores) -> None:
         follow(keys[0], keys[1], NOW_MS + 50, on=False),
         react(keys[0], video_id(0), NOW_MS + 50, like=False),
     ]
+    messages += [watch(a, video_id(i % 2), NOW_MS + i, 100 + i) for i, a in enumerate(keys)]
+    messages += [watch(keys[0], video_id(0), NOW_MS + 60, 5000)]
     apply_all(stores, messages)
     videos = [
         sealed_manifest(k, fake_video(b"u%d" % i), created_ms=NOW_MS + i)

@@ -11,7 +11,7 @@ from protocol.accounts import AccountKey
 from protocol.cid import chunk_id
 from protocol.envelope import SignedMessage, seal
 from protocol.errors import Reject
-from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, VideoManifest
+from protocol.kinds import Follow, Profile, Reaction, Tombstone, Unfollow, VideoManifest, View
 from storage.chunks import PinReason
 from storage.errors import (
     DamagedRecord,
@@ -21,9 +21,11 @@ from storage.errors import (
     StoreError,
     Withdrawn,
 )
-from storage.keys import META_SCHEMA, Prefix, meta_key
+from storage.keys import META_SCHEMA, Prefix, meta_key, u64
+from storage.keys import key as store_key
 from storage.kv import Batch
 from storage.manifests import manifest_chunks
+from storage.social import ViewTotal
 from storage.stores import Stores
 from tests.factories import NOW_MS, account, fake_video, manifest_for, sealed_manifest
 
@@ -177,6 +179,42 @@ def test_reactions_and_profiles(stores: Stores) -> None:
     assert not stores.social.apply(old)
     profile = stores.social.profile(alice.public_key)
     assert profile is not None and profile.name == "new"
+
+
+def test_views_add_up_and_each_message_counts_once(stores: Stores) -> None:
+    bob, video = account(2), bytes(32)
+
+    def view(ms: int, watched_ms: int) -> SignedMessage:
+        record = View(author=bob.public_key, created_ms=ms, manifest=video, watched_ms=watched_ms)
+        return seal(bob, record)
+
+    first, rewatch, older = view(NOW_MS, 4000), view(NOW_MS + 9, 1500), view(NOW_MS - 5, 600)
+    assert stores.social.watched(bob.public_key, video) is None
+    assert stores.social.apply(first)
+    assert not stores.social.apply(first)  # the same message again counts once
+    assert stores.social.apply(rewatch)
+    assert stores.social.apply(older)  # an older receipt still adds; the last time stays
+    assert not stores.social.apply(rewatch)
+    assert stores.social.watched(bob.public_key, video) == ViewTotal(3, 6100, NOW_MS + 9)
+    assert stores.graph.viewed(bob.public_key, 10) == [(video, NOW_MS + 9)]
+    # The same watch told twice is two messages (another created_ms): it adds up.
+    assert stores.social.apply(view(NOW_MS + 10, 1500))
+    assert stores.social.watched(bob.public_key, video) == ViewTotal(4, 7600, NOW_MS + 10)
+
+
+def test_invalid_stored_view_entries_are_refused(stores: Stores) -> None:
+    bob, video = account(2), bytes(32)
+    record = View(author=bob.public_key, created_ms=NOW_MS, manifest=video, watched_ms=10)
+    assert stores.social.apply(seal(bob, record))
+    total = store_key(Prefix.VIEW_TOTAL, bob.public_key, video)
+    for damaged in (b"", bytes(24), u64(2) + u64(1) + u64(NOW_MS)):
+        batch = Batch()
+        batch.put(total, damaged)
+        stores.kv.write(batch)
+        with pytest.raises(DamagedRecord, match="damaged view total"):
+            stores.social.watched(bob.public_key, video)
+        with pytest.raises(DamagedRecord):
+            stores.social.apply(seal(bob, dataclasses.replace(record, created_ms=NOW_MS + 1)))
 
 
 def tombstone(key: AccountKey, mid: bytes) -> SignedMessage:

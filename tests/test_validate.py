@@ -25,6 +25,7 @@ from protocol.envelope import ENVELOPE_BYTES_MAX, signing_input
 from protocol.errors import Ignore, Reject, Verdict
 from protocol.kinds import (
     BODY_BYTES_MAX,
+    DURATION_MS_MAX,
     MESSAGE_ID_LEN,
     RECORD_TYPES,
     TAGS_MAX,
@@ -87,6 +88,7 @@ from tests.vectors.samples import (
     sample_remix,
     sample_tombstone,
     sample_unfollow,
+    sample_view,
     sealed,
     sign_body,
     sign_obj,
@@ -202,7 +204,7 @@ def _envelope_cases() -> Iterator[Case]:
             f"unsupported envelope version {version}",
             check(sign_record(BOB, FOLLOW, v=version)),
         )
-    for kind in ("Follow", "toktok/v1/follow", "follow\x00", "fóllow", "view"):
+    for kind in ("Follow", "toktok/v1/follow", "follow\x00", "fóllow", "View", "comment"):
         yield Case(
             f"kind-{kind!r}",
             R_KIND,
@@ -244,6 +246,14 @@ def _body_and_signature_cases() -> Iterator[Case]:
         ("eleven-tags", manifest_raw(tags=tuple("abcdefghijk")), "11 items exceeds"),
         ("duration-zero", manifest_raw(duration_ms=0), r"duration_ms: 0 outside"),
         ("reaction-empty", sealed(sample_reaction(reaction="")), "reaction: 0 bytes"),
+        ("view-watched-zero", sealed(sample_view(watched_ms=0)), r"watched_ms: 0 outside"),
+        (
+            "view-watched-past-the-longest-video",
+            sealed(sample_view(watched_ms=DURATION_MS_MAX + 1)),
+            rf"watched_ms: {DURATION_MS_MAX + 1} outside",
+        ),
+        ("view-manifest-31-bytes", sealed(sample_view(manifest=bytes(31))), "manifest: 31 bytes"),
+        ("view-manifest-empty", sealed(sample_view(manifest=b"")), "manifest: 0 bytes"),
         ("remix-33-bytes", manifest_raw(remix_of=bytes(33)), "remix_of: 33 bytes"),
         ("avatar-37-bytes", sealed(sample_profile(avatar=bytes(37))), "avatar: 37 bytes"),
     ]:
@@ -514,6 +524,9 @@ VALID: list[Any] = [
     pytest.param(sample_tombstone(reason=""), id="tombstone without reason"),
     pytest.param(sample_reaction(reaction="unlike"), id="unlike"),
     pytest.param(sample_unfollow(), id="unfollow"),
+    pytest.param(sample_view(watched_ms=1), id="view of 1 ms"),
+    pytest.param(sample_view(watched_ms=DURATION_MS_MAX), id="view as long as the longest video"),
+    pytest.param(sample_view(author=ALICE.public_key), id="a creator views their own video"),
 ]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ other implementations then see in the diff, and updates docs/protocol.md.
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,23 @@ def test_docs_quote_the_worked_example() -> None:
         assert follow[field] in docs, f"docs/protocol.md does not show the follow {field}"
     assert f"**Body**({len(follow['body_hex']) // 2}bytes)" in docs
     assert f"**Envelope**({len(follow['envelope_hex']) // 2}bytes)" in docs
+
+
+def test_docs_quote_the_view_body_byte_by_byte() -> None:
+    """docs/protocol.md section 3 takes a view body apart; its rows must join to the
+    vector's bytes (the 32-byte fields shortened there come from the record)."""
+    docs = DOCS.read_text(encoding="utf-8")
+    section = docs[docs.index("### `view`: View") : docs.index("### `offer`: Offer")]
+    first, rewatch = load("view.json")["vectors"]
+    record = first["record"]
+    rows = re.findall(r"^\| `([0-9a-f ]+)`(?: \+ 32 bytes `(\w+)…(\w+)`)? \|", section, re.M)
+    body = ""
+    for head, start, end in rows:
+        body += head.replace(" ", "")
+        if start:
+            [field] = [v for v in record.values() if isinstance(v, str) and v.startswith(start)]
+            assert field.endswith(end)
+            body += field
+    assert body == first["body_hex"]
+    assert f"{len(body) // 2}-byte body" in section
+    assert rewatch["body_hex"].endswith("ce000927c0")

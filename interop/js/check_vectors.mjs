@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkEnvelope, decodeCanonical, DecodeError } from './receive.mjs'
 
-const KINDS = ['manifest', 'profile', 'tombstone', 'follow', 'unfollow', 'reaction', 'offer']
+const KINDS = ['manifest', 'profile', 'tombstone', 'follow', 'unfollow', 'reaction', 'view', 'offer']
 // The rules of section 7 this client applies (all but the record schema part of rule 7,
 // and the content rules from 9 on); an invalid vector breaking one must not verify.
 const RULES_CHECKED = [

@@ -53,7 +53,7 @@ const ENVELOPE_VERSION = 1n
 const KIND_BYTES_MAX = 32
 const BODY_BYTES_MAX = {
   manifest: 131072, profile: 1024, tombstone: 512, follow: 256, unfollow: 256, reaction: 256,
-  offer: 512
+  view: 256, offer: 512
 }
 const DEPTH_MAX = 8
 const DOMAIN_PREFIX = 'toktok/v1/'

@@ -124,7 +124,9 @@ def _invalid_messages() -> Iterator[InvalidMessage]:
         "unsupported envelope version 2",
         sign_record(BOB, follow, v=2),
     )
-    yield msg("kind-unknown", R_KIND, Reject, "unknown kind 'view'", sign_body(BOB, "view", b""))
+    yield msg(
+        "kind-unknown", R_KIND, Reject, "unknown kind 'comment'", sign_body(BOB, "comment", b"")
+    )
     yield msg(
         "body-not-canonical",
         R_BODY,

@@ -49,6 +49,7 @@ from tests.vectors.samples import (
     sample_remix,
     sample_tombstone,
     sample_unfollow,
+    sample_view,
 )
 
 VECTORS_DIR = Path(__file__).resolve().parent
@@ -250,6 +251,13 @@ KIND_VECTORS: dict[str, list[tuple[str, Callable[[], Record]]]] = {
     "reaction": [
         ("like", sample_reaction),
         ("unlike", lambda: sample_reaction(created_ms=CREATED_MS + 2000, reaction="unlike")),
+    ],
+    "view": [
+        ("bob watched 4.2 s", sample_view),
+        (
+            "a rewatch, the longest",
+            lambda: sample_view(created_ms=CREATED_MS + 500_000, watched_ms=600_000),
+        ),
     ],
     "offer": [
         ("alice sells ART at 5/2", sample_offer),

@@ -34,6 +34,7 @@ from protocol.kinds import (
     Tombstone,
     Unfollow,
     VideoManifest,
+    View,
 )
 
 NOW_MS = 1_700_000_000_000
@@ -114,7 +115,7 @@ def sample_manifest(**changes: Any) -> VideoManifest:
 
 
 MANIFEST_ID = message_id(seal(ALICE, sample_manifest()).raw)
-"""The message id of ``sample_manifest()``: what tombstones and reactions name."""
+"""The message id of ``sample_manifest()``: what tombstones, reactions and views name."""
 
 
 def sample_remix(**changes: Any) -> VideoManifest:
@@ -180,6 +181,14 @@ def sample_reaction(**changes: Any) -> Reaction:
     return dataclasses.replace(reaction, **changes)
 
 
+def sample_view(**changes: Any) -> View:
+    """BOB watched ``sample_manifest()`` for 4.2 s."""
+    view = View(
+        author=BOB.public_key, created_ms=CREATED_MS + 1500, manifest=MANIFEST_ID, watched_ms=4200
+    )
+    return dataclasses.replace(view, **changes)
+
+
 NETWORK_ID = hashlib.sha256(b"sample genesis").digest()
 """The network id the sample offer names (a genesis hash in a real network)."""
 ART_TOKEN = hashlib.sha256(b"sample ART token").digest()
@@ -215,6 +224,7 @@ SAMPLES: dict[str, Callable[..., Record]] = {
     "follow": sample_follow,
     "unfollow": sample_unfollow,
     "reaction": sample_reaction,
+    "view": sample_view,
     "offer": sample_offer,
 }
 """One builder of a valid record per kind; keyword arguments replace fields."""
