@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/swarm.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/feed.py
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
