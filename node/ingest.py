@@ -131,8 +131,9 @@ class Ingest:
         elif isinstance(record, Offer):
             self._stores.offers.put(message)
         else:
-            self._stores.social.apply(message)
-        # A crash before this write leaves the store ahead of the log; the message comes
+            self._stores.social.apply(message, batch)
+        # A social message's changes are in this batch. For a manifest or a tombstone, a
+        # crash before this write leaves the store ahead of the log; the message comes
         # again by sync, the store calls it known, and this write completes the log.
         self._messages.stage(batch, message)
         self._stores.kv.write(batch)

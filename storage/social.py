@@ -137,21 +137,27 @@ class SocialStore:
         # applying at once would lose one's index changes.
         self._lock = threading.Lock()
 
-    def apply(self, message: SignedMessage) -> bool:
+    def apply(self, message: SignedMessage, batch: Batch | None = None) -> bool:
         """Apply a validated follow, unfollow, reaction, view or profile message.
 
         Returns True when it changed what the store holds, False when a newer message for
         the same pair (or this very message) was already applied; a view counts unless this
         very message was applied. The register and the indexes it implies are written in one
-        batch. Raises :class:`StoreError` for another kind or bytes that do not check,
-        :class:`DamagedRecord` when the stored register cannot be read; nothing is written
-        then.
+        batch: ``batch``, when given, for the caller to write with its own changes (before
+        any other message is applied), else one of its own. Raises :class:`StoreError` for
+        another kind or bytes that do not check, :class:`DamagedRecord` when the stored
+        register cannot be read; nothing is written then.
         """
         record = message.record
+        own = batch is None
+        staged = Batch() if batch is None else batch
         if isinstance(record, View):
             check_before_write(message, StoreError)
             with self._lock:
-                return self._apply_view(record, message.id)
+                changed = self._apply_view(record, message.id, staged)
+                if changed and own:
+                    self._kv.write(staged)
+            return changed
         stamp = _Stamp(record.created_ms, message.id)
         key: bytes
         if isinstance(record, Follow | Unfollow):
@@ -166,22 +172,22 @@ class SocialStore:
         else:
             raise StoreError(f"the social store does not hold {message.kind} messages")
         check_before_write(message, StoreError)
-        batch = Batch()
         with self._lock:
             stored = self._kv.get(key)
             old = None if stored is None else _Register.decode(stored)
             if old is not None and old.stamp >= new.stamp:
                 return False
-            batch.put(key, new.encode())
+            staged.put(key, new.encode())
             if isinstance(record, Follow | Unfollow):
-                _stage_follow(batch, record.author, record.target, old, new)
+                _stage_follow(staged, record.author, record.target, old, new)
             elif isinstance(record, Reaction):
-                delta = _stage_reaction(batch, record.manifest, record.author, old, new)
-                _stage_count(self._kv, batch, record.manifest, delta)
-            self._kv.write(batch)
+                delta = _stage_reaction(staged, record.manifest, record.author, old, new)
+                _stage_count(self._kv, staged, record.manifest, delta)
+            if own:
+                self._kv.write(staged)
         return True
 
-    def _apply_view(self, view: View, message_id: bytes) -> bool:
+    def _apply_view(self, view: View, message_id: bytes, batch: Batch) -> bool:
         seen = _key(Prefix.VIEW, view.author, view.manifest, message_id)
         if self._kv.get(seen) is not None:
             return False
@@ -189,11 +195,9 @@ class SocialStore:
         stored = self._kv.get(total_key)
         old = None if stored is None else ViewTotal.decode(stored)
         new = (old or _NO_VIEWS).add(view.created_ms, view.watched_ms)
-        batch = Batch()
         batch.put(seen, u64(view.created_ms) + u64(view.watched_ms))
         batch.put(total_key, new.encode())
         _stage_viewed(batch, view.author, view.manifest, old, new)
-        self._kv.write(batch)
         return True
 
     def watched(self, viewer: bytes, manifest_id: bytes) -> ViewTotal | None:
