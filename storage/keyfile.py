@@ -18,30 +18,23 @@ import hashlib
 import hmac
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol.accounts import PUBLIC_KEY_LEN, SEED_LEN, AccountKey
-from storage.errors import KeystoreError, StoreCorrupt, StoreError
+from storage.errors import KeystoreError, StoreCorrupt, StoreError, WrongPassphrase
 
-# The keystore's primitives and costs, shared so both protect a secret equally well.
+# The keystore's sealing, so both protect a secret equally well.
 from storage.keystore import (
-    CHECK_BYTES,
-    NONCE_BYTES,
-    SALT_BYTES,
     SCRYPT_N_DEFAULT,
-    SCRYPT_P,
-    SCRYPT_P_MAX,
-    SCRYPT_R,
-    SCRYPT_R_MAX,
     TAG_BYTES,
-    _derive,
+    Sealed,
     _passphrase_bytes,
     _valid_n,
+    decode_body,
+    seal,
+    unseal,
 )
 
 MAGIC = b"toktok key file\n"
@@ -50,7 +43,6 @@ DIGEST_BYTES = 32
 KEY_FILE_BYTES_MAX = 1024
 """A version 1 file is about 250 bytes; anything far bigger is not one of ours."""
 AAD_DOMAIN = b"toktok/v1/keyfile\x00"
-_BODY_KEYS = {"kdf", "n", "r", "p", "salt", "aead", "nonce", "check", "pub", "ct"}
 
 
 class KeyFileError(StoreError):
@@ -63,18 +55,6 @@ class KeyFileWrongPassphrase(KeyFileError):
 
 class KeyFileDamaged(KeyFileError, StoreCorrupt):
     """The file is not a key file of a known version, or fails its integrity checks."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Sealed:
-    n: int
-    r: int
-    p: int
-    salt: bytes
-    nonce: bytes
-    check: bytes
-    public_key: bytes
-    ciphertext: bytes
 
 
 def write_key_file(
@@ -97,10 +77,7 @@ def write_key_file(
         raise KeyFileError(f"{path}: {exc}") from None
     if path.exists() or path.is_symlink():
         raise KeyFileError(f"{path} exists; a key file is never overwritten")
-    salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-    aes_key, check = _derive(secret, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
-    ciphertext = AESGCM(aes_key).encrypt(nonce, key.seed, AAD_DOMAIN + key.public_key)
-    sealed = _Sealed(scrypt_n, SCRYPT_R, SCRYPT_P, salt, nonce, check, key.public_key, ciphertext)
+    sealed = seal(key.seed, key.public_key, secret, scrypt_n, AAD_DOMAIN + key.public_key)
     _write_atomically(path, _encode(sealed))
     return key
 
@@ -117,13 +94,10 @@ def read_key_file(path: Path, passphrase: str) -> AccountKey:
         secret = _passphrase_bytes(passphrase)
     except KeystoreError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
-    aes_key, check = _derive(secret, sealed.salt, sealed.n, sealed.r, sealed.p)
-    if not hmac.compare_digest(check, sealed.check):
-        raise KeyFileWrongPassphrase(f"wrong passphrase for the key file {path}")
     try:
-        seed = AESGCM(aes_key).decrypt(
-            sealed.nonce, sealed.ciphertext, AAD_DOMAIN + sealed.public_key
-        )
+        seed = unseal(sealed, secret, AAD_DOMAIN + sealed.public_key)
+    except WrongPassphrase:
+        raise KeyFileWrongPassphrase(f"wrong passphrase for the key file {path}") from None
     except InvalidTag:
         raise KeyFileDamaged(
             f"the key file {path} is damaged: the passphrase is right but the encrypted key "
@@ -143,7 +117,7 @@ def key_file_public_key(path: Path) -> bytes:
     return _read(path).public_key
 
 
-def _read(path: Path) -> _Sealed:
+def _read(path: Path) -> Sealed:
     with path.open("rb") as f:
         raw = f.read(KEY_FILE_BYTES_MAX + 1)
     if len(raw) < len(MAGIC) and MAGIC.startswith(raw):
@@ -167,26 +141,12 @@ def _read(path: Path) -> _Sealed:
     return sealed
 
 
-def _encode(s: _Sealed) -> bytes:
-    body: bytes = msgpack.packb(
-        {
-            "kdf": "scrypt",
-            "n": s.n,
-            "r": s.r,
-            "p": s.p,
-            "salt": s.salt,
-            "aead": "aes-256-gcm",
-            "nonce": s.nonce,
-            "check": s.check,
-            "pub": s.public_key,
-            "ct": s.ciphertext,
-        }
-    )
-    head = MAGIC + bytes([FORMAT_VERSION]) + body
+def _encode(sealed: Sealed) -> bytes:
+    head = MAGIC + bytes([FORMAT_VERSION]) + sealed.body()
     return head + hashlib.sha256(head).digest()
 
 
-def _decode(raw: bytes) -> _Sealed | None:
+def _decode(raw: bytes) -> Sealed | None:
     """The sealed key in ``raw`` (magic and version already checked), or None if it is
     truncated, fails its checksum or is malformed."""
     head, digest = raw[:-DIGEST_BYTES], raw[-DIGEST_BYTES:]
@@ -194,33 +154,10 @@ def _decode(raw: bytes) -> _Sealed | None:
         digest, hashlib.sha256(head).digest()
     ):
         return None
-    try:
-        f = msgpack.unpackb(head[len(MAGIC) + 1 :])
-    except ValueError:
+    sealed = decode_body(head[len(MAGIC) + 1 :])
+    if sealed is None or len(sealed.public_key) != PUBLIC_KEY_LEN:
         return None
-    if not isinstance(f, dict) or set(f) != _BODY_KEYS:
-        return None
-    if f["kdf"] != "scrypt" or f["aead"] != "aes-256-gcm":
-        return None
-    s = _Sealed(f["n"], f["r"], f["p"], f["salt"], f["nonce"], f["check"], f["pub"], f["ct"])
-    return s if _sealed_ok(s) else None
-
-
-def _sealed_ok(s: _Sealed) -> bool:
-    ints = (s.n, s.r, s.p)
-    blobs = (s.salt, s.nonce, s.check, s.public_key, s.ciphertext)
-    return (
-        all(type(i) is int for i in ints)
-        and all(type(b) is bytes for b in blobs)
-        and _valid_n(s.n)
-        and 1 <= s.r <= SCRYPT_R_MAX
-        and 1 <= s.p <= SCRYPT_P_MAX
-        and len(s.salt) == SALT_BYTES
-        and len(s.nonce) == NONCE_BYTES
-        and len(s.check) == CHECK_BYTES
-        and len(s.public_key) == PUBLIC_KEY_LEN
-        and len(s.ciphertext) == SEED_LEN + TAG_BYTES
-    )
+    return sealed if len(sealed.ciphertext) == SEED_LEN + TAG_BYTES else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -56,7 +56,10 @@ AAD_DOMAIN = "toktok/v1/keystore"
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Sealed:
+    """A secret encrypted under a passphrase, with everything needed to open it but the
+    passphrase (also used by storage/keyfile.py)."""
+
     n: int
     r: int
     p: int
@@ -66,22 +69,48 @@ class _Entry:
     public_key: bytes
     ciphertext: bytes
 
-    def encode(self) -> bytes:
-        body = msgpack.packb(
-            {
-                "kdf": "scrypt",
-                "n": self.n,
-                "r": self.r,
-                "p": self.p,
-                "salt": self.salt,
-                "aead": "aes-256-gcm",
-                "nonce": self.nonce,
-                "check": self.check,
-                "pub": self.public_key,
-                "ct": self.ciphertext,
-            }
+    def body(self) -> bytes:
+        """The msgpack map of the fields (see module doc)."""
+        return bytes(
+            msgpack.packb(
+                {
+                    "kdf": "scrypt",
+                    "n": self.n,
+                    "r": self.r,
+                    "p": self.p,
+                    "salt": self.salt,
+                    "aead": "aes-256-gcm",
+                    "nonce": self.nonce,
+                    "check": self.check,
+                    "pub": self.public_key,
+                    "ct": self.ciphertext,
+                }
+            )
         )
+
+    def encode(self) -> bytes:
+        """A keystore entry's value: ``[FORMAT_VERSION, body, sha256(body)]``."""
+        body = self.body()
         return bytes(msgpack.packb([FORMAT_VERSION, body, hashlib.sha256(body).digest()]))
+
+
+def seal(secret: bytes, public_key: bytes, passphrase: bytes, n: int, aad: bytes) -> Sealed:
+    """Encrypt ``secret`` under ``passphrase`` (already :func:`passphrase_bytes`) with a
+    fresh salt and nonce; ``aad`` is bound to the ciphertext."""
+    salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
+    key, check = _derive(passphrase, salt, n, SCRYPT_R, SCRYPT_P)
+    ciphertext = AESGCM(key).encrypt(nonce, secret, aad)
+    return Sealed(n, SCRYPT_R, SCRYPT_P, salt, nonce, check, public_key, ciphertext)
+
+
+def unseal(sealed: Sealed, passphrase: bytes, aad: bytes) -> bytes:
+    """The secret in ``sealed``. Raises :class:`WrongPassphrase` when ``passphrase`` fails
+    the check, and ``cryptography``'s InvalidTag when the passphrase is right but the
+    ciphertext or ``aad`` fails authentication (damage)."""
+    key, check = _derive(passphrase, sealed.salt, sealed.n, sealed.r, sealed.p)
+    if not hmac.compare_digest(check, sealed.check):
+        raise WrongPassphrase("wrong passphrase")
+    return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, aad)
 
 
 class Keystore:
@@ -165,21 +194,16 @@ class Keystore:
             secret = _open(name, entry, _passphrase_bytes(old))
             self._write(name, self._seal(name, secret, entry.public_key, new_bytes))
 
-    def _seal(self, name: str, secret: bytes, public_key: bytes, passphrase: bytes) -> _Entry:
-        salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-        key, check = _derive(passphrase, salt, self._scrypt_n, SCRYPT_R, SCRYPT_P)
-        ciphertext = AESGCM(key).encrypt(nonce, secret, _aad(name, public_key))
-        return _Entry(
-            self._scrypt_n, SCRYPT_R, SCRYPT_P, salt, nonce, check, public_key, ciphertext
-        )
+    def _seal(self, name: str, secret: bytes, public_key: bytes, passphrase: bytes) -> Sealed:
+        return seal(secret, public_key, passphrase, self._scrypt_n, _aad(name, public_key))
 
-    def _write(self, name: str, entry: _Entry) -> None:
+    def _write(self, name: str, entry: Sealed) -> None:
         batch = Batch()
         batch.put(keystore_key(name), entry.encode())
         # A lost keystore entry is a lost account: wait for the disk.
         self._kv.write(batch, sync=True)
 
-    def _read(self, name: str) -> _Entry:
+    def _read(self, name: str) -> Sealed:
         check_name(name)
         raw = self._kv.get(keystore_key(name))
         if raw is None:
@@ -193,12 +217,11 @@ class Keystore:
         return entry
 
 
-def _open(name: str, entry: _Entry, passphrase: bytes) -> bytes:
-    key, check = _derive(passphrase, entry.salt, entry.n, entry.r, entry.p)
-    if not hmac.compare_digest(check, entry.check):
-        raise WrongPassphrase(f"wrong passphrase for key {name!r}")
+def _open(name: str, entry: Sealed, passphrase: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(entry.nonce, entry.ciphertext, _aad(name, entry.public_key))
+        return unseal(entry, passphrase, _aad(name, entry.public_key))
+    except WrongPassphrase:
+        raise WrongPassphrase(f"wrong passphrase for key {name!r}") from None
     except InvalidTag as exc:
         raise KeystoreEntryDamaged(
             f"keystore entry {name!r} is damaged: the passphrase is right but the encrypted "
@@ -242,15 +265,30 @@ def _passphrase_bytes(passphrase: str) -> bytes:
 _BODY_KEYS = {"kdf", "n", "r", "p", "salt", "aead", "nonce", "check", "pub", "ct"}
 
 
-def _decode(raw: bytes) -> _Entry | None:
+def _decode(raw: bytes) -> Sealed | None:
     """The entry in ``raw``, or None if it is malformed or fails its checksum."""
     try:
         outer = msgpack.unpackb(raw)
-        if not (isinstance(outer, list) and len(outer) == 3 and outer[0] == FORMAT_VERSION):
-            return None
-        body, digest = outer[1], outer[2]
-        if not isinstance(body, bytes) or digest != hashlib.sha256(body).digest():
-            return None
+    except ValueError:
+        return None
+    if not (isinstance(outer, list) and len(outer) == 3 and outer[0] == FORMAT_VERSION):
+        return None
+    body, digest = outer[1], outer[2]
+    if not isinstance(body, bytes) or digest != hashlib.sha256(body).digest():
+        return None
+    entry = decode_body(body)
+    if entry is None:
+        return None
+    sizes_ok = 0 < len(entry.public_key) <= PUBLIC_KEY_BYTES_MAX and (
+        TAG_BYTES < len(entry.ciphertext) <= SECRET_BYTES_MAX + TAG_BYTES
+    )
+    return entry if sizes_ok else None
+
+
+def decode_body(body: bytes) -> Sealed | None:
+    """The :class:`Sealed` whose :meth:`Sealed.body` is ``body``, or None if it is malformed
+    (the caller checks the sizes of the public key and ciphertext it expects)."""
+    try:
         f = msgpack.unpackb(body)
     except ValueError:
         return None
@@ -258,22 +296,17 @@ def _decode(raw: bytes) -> _Entry | None:
         return None
     if f["kdf"] != "scrypt" or f["aead"] != "aes-256-gcm":
         return None
-    entry = _Entry(f["n"], f["r"], f["p"], f["salt"], f["nonce"], f["check"], f["pub"], f["ct"])
-    return entry if _entry_ok(entry) else None
-
-
-def _entry_ok(e: _Entry) -> bool:
-    ints = (e.n, e.r, e.p)
-    blobs = (e.salt, e.nonce, e.check, e.public_key, e.ciphertext)
-    return (
+    entry = Sealed(f["n"], f["r"], f["p"], f["salt"], f["nonce"], f["check"], f["pub"], f["ct"])
+    ints = (entry.n, entry.r, entry.p)
+    blobs = (entry.salt, entry.nonce, entry.check, entry.public_key, entry.ciphertext)
+    ok = (
         all(type(i) is int for i in ints)
         and all(type(b) is bytes for b in blobs)
-        and _valid_n(e.n)
-        and 1 <= e.r <= SCRYPT_R_MAX
-        and 1 <= e.p <= SCRYPT_P_MAX
-        and len(e.salt) == SALT_BYTES
-        and len(e.nonce) == NONCE_BYTES
-        and len(e.check) == CHECK_BYTES
-        and 0 < len(e.public_key) <= PUBLIC_KEY_BYTES_MAX
-        and TAG_BYTES < len(e.ciphertext) <= SECRET_BYTES_MAX + TAG_BYTES
+        and _valid_n(entry.n)
+        and 1 <= entry.r <= SCRYPT_R_MAX
+        and 1 <= entry.p <= SCRYPT_P_MAX
+        and len(entry.salt) == SALT_BYTES
+        and len(entry.nonce) == NONCE_BYTES
+        and len(entry.check) == CHECK_BYTES
     )
+    return entry if ok else None
