@@ -111,7 +111,6 @@ class LedgerService:
         self.applied_ms: OrderedDict[bytes, int] = OrderedDict()
         """Order id -> wall-clock ms when its certificate applied here, the latest few."""
         self._listeners: list[AppliedListener] = []
-        self._pending_ids: set[bytes] = set()
         self.peer_id = b""
         """This node's libp2p peer id (bytes), which a validator's hello vouches for."""
 
@@ -124,20 +123,44 @@ class LedgerService:
     def offer(self, raw: bytes, now_ms: int) -> Outcome:
         """Check a certificate from anywhere and apply it (or let it wait). Never raises
         for bad input: a broken quorum is REJECTED, a known certificate a DUPLICATE."""
+        checked = self._check(raw, now_ms)
+        if isinstance(checked, Outcome):
+            return checked
+        self.apply([checked])
+        return Outcome(Verdict.NEW)
+
+    def offer_many(self, raws: Sequence[bytes], now_ms: int) -> tuple[int, str | None]:
+        """Check certificates pushed by a peer and apply the new ones in one write.
+
+        Returns how many were new here, and the reason the first invalid one was refused
+        (nothing is applied then): the pusher broke the protocol.
+        """
+        certs: dict[bytes, Certificate] = {}
+        for raw in raws:
+            checked = self._check(raw, now_ms)
+            if isinstance(checked, Certificate):
+                certs.setdefault(checked.order_id, checked)
+            elif checked.verdict is Verdict.REJECTED:
+                return 0, checked.reason
+            # A duplicate is skipped; one dated in the future here comes again by sync.
+        if certs:
+            self.apply(list(certs.values()))
+        return len(certs), None
+
+    def _check(self, raw: bytes, now_ms: int) -> Certificate | Outcome:
+        """The certificate ``raw`` if it is valid and new here, else the verdict on it."""
         try:
             oid = item_id(raw)
         except DecodeError as exc:
             return Outcome(Verdict.REJECTED, reason=f"malformed certificate: {exc}")
-        if oid in self._pending_ids or self.store.applied(oid):
+        if self.replica.is_pending(oid) or self.store.applied(oid):
             return Outcome(Verdict.DUPLICATE)
         try:
-            cert = verify_certificate(raw, self.committee, self.roots, now_ms)
+            return verify_certificate(raw, self.committee, self.roots, now_ms)
         except Reject as exc:
             return Outcome(Verdict.REJECTED, reason=str(exc))
         except Ignore as exc:
             return Outcome(Verdict.IGNORED, reason=str(exc))
-        self.apply([cert])
-        return Outcome(Verdict.NEW)
 
     def apply(self, certs: Sequence[Certificate]) -> int:
         """Apply checked certificates (and any they unblock); return how many applied."""
@@ -151,17 +174,10 @@ class LedgerService:
             self.stores.kv.write(batch)
         now_ms = self._clock()
         for cert in overlay.applied:
-            self._pending_ids.discard(cert.order_id)
             self.items.add(cert.created_ms, cert.order_id)
             self.applied_ms[cert.order_id] = now_ms
         while len(self.applied_ms) > APPLIED_TIMES_MAX:
             self.applied_ms.popitem(last=False)
-        applied = {c.order_id for c in overlay.applied}
-        for cert in certs:
-            if cert.order_id not in applied and not self.store.applied(cert.order_id):
-                self._pending_ids.add(cert.order_id)
-        if len(self._pending_ids) > 2 * self.replica.pending + 1024:
-            self._pending_ids &= self.replica.pending_ids()
         self.stats.applied += len(overlay.applied)
         self.stats.pending = self.replica.pending
         for cert in overlay.applied:
@@ -243,32 +259,6 @@ class LedgerService:
             return _response(request.id, validator=self.validator.index, proof=proof)
         assert request.op == SUBMIT
         return _response(request.id, results=tuple(self.vote(request.items)))
-
-    def offer_many(self, raws: Sequence[bytes], now_ms: int) -> tuple[int, str | None]:
-        """Check certificates pushed by a peer and apply the new ones in one write.
-
-        Returns how many were new here, and the reason the first invalid one was refused
-        (nothing is applied then): the pusher broke the protocol.
-        """
-        certs: list[Certificate] = []
-        seen: set[bytes] = set()
-        for raw in raws:
-            try:
-                oid = item_id(raw)
-            except DecodeError as exc:
-                return 0, f"malformed certificate: {exc}"
-            if oid in seen or oid in self._pending_ids or self.store.applied(oid):
-                continue
-            try:
-                certs.append(verify_certificate(raw, self.committee, self.roots, now_ms))
-            except Reject as exc:
-                return 0, str(exc)
-            except Ignore:
-                continue  # dated in the future here: it comes again by sync
-            seen.add(oid)
-        if certs:
-            self.apply(certs)
-        return len(certs), None
 
 
 def _reason(exc: Exception) -> str:

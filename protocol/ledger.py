@@ -273,14 +273,20 @@ class Replica:
         """Early certificates by each slot they take (a swap is listed under both). One
         that waits for a credit is its account's next slot, so looking at each account's
         next slot when it changes or is credited finds everything that may apply."""
+        self._ids: set[bytes] = set()
+        """The order ids of the certificates in ``_waiting``."""
 
     @property
     def pending(self) -> int:
-        return len(self.pending_ids())
+        return len(self._ids)
 
     def pending_ids(self) -> set[bytes]:
         """The order ids of the certificates waiting here."""
-        return {c.order_id for c in self._waiting.values()}
+        return set(self._ids)
+
+    def is_pending(self, order_id: bytes) -> bool:
+        """Whether the certificate of ``order_id`` waits here."""
+        return order_id in self._ids
 
     def apply(self, state: LedgerState, certificates: Iterable[Certificate]) -> Overlay:
         """Apply what can be applied of ``certificates`` (and of those they unblock).
@@ -362,7 +368,9 @@ class Replica:
             return  # dropped: it comes again by sync
         for slot in spends(cert.order):
             self._waiting[slot] = cert
+        self._ids.add(cert.order_id)
 
     def _unwait(self, cert: Certificate) -> None:
         for slot in spends(cert.order):
             self._waiting.pop(slot, None)
+        self._ids.discard(cert.order_id)
