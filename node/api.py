@@ -16,11 +16,10 @@ from typing import Any
 import trio
 from libp2p.peer.peerstore import PeerStoreError
 
-from node.control import ControlError, ControlServer, unlock_param
+from node.control import ControlError, ControlServer, account_param, limit_param, unlock_param
 from node.daemon import Node
 from node.feedapi import install_feed_routes
 from node.gossip import wall_ms
-from node.home import HomeError, default_account
 from node.ingest import Verdict
 from node.ledgerapi import install_ledger_routes
 from node.publish import PublishMeta, check_meta, finish_publish, follow_message
@@ -100,9 +99,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
         return {"peer_id": str(peer)}
 
     async def videos(params: dict[str, Any]) -> dict[str, Any]:
-        limit = params.get("limit", 50)
-        if not isinstance(limit, int) or not 1 <= limit <= VIDEOS_LIMIT_MAX:
-            raise ControlError(f"limit: 1 to {VIDEOS_LIMIT_MAX}")
+        limit = limit_param(params, 50, VIDEOS_LIMIT_MAX)
         out = []
         for stored in node.stores.manifests.recent(limit=limit):
             item = manifest_json(stored)
@@ -123,7 +120,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
         return await _social(node, params, following=False)
 
     async def following(params: dict[str, Any]) -> dict[str, Any]:
-        key = _default_public_key(node)
+        key = account_param(node.stores, {})
         return {"following": [account_to_text(t) for t in node.stores.social.following(key)]}
 
     async def message(params: dict[str, Any]) -> dict[str, Any]:
@@ -202,14 +199,6 @@ def _ledger_status(node: Node) -> dict[str, Any] | None:
         "certified": client.certified,
         **dataclasses.asdict(ledger.stats),
     }
-
-
-def _default_public_key(node: Node) -> bytes:
-    try:
-        _, public_key = default_account(node.stores)
-    except HomeError as exc:
-        raise ControlError(str(exc)) from exc
-    return public_key
 
 
 async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dict[str, Any]:

@@ -12,17 +12,17 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-from node.cli import CliError, out, read_passphrase, say
+from node.cli import CliError, log_own, out, read_passphrase, say
 from node.clinode import call, running_node
 from node.feedview import feed_json
 from node.home import Home, default_account, unlock_account
 from node.publish import reaction_message, view_message
-from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.accounts import AccountKey, InvalidAccount, account_from_text, account_to_text
+from protocol.envelope import SignedMessage
 from protocol.kinds import DURATION_MS_MAX
-from storage.kv import Batch
-from storage.messages import MessageLog
 
 FEED_LIMIT_MAX = 200
 
@@ -128,19 +128,32 @@ def cmd_like(args: argparse.Namespace) -> int:
         result = call(client, route, id=args.id, passphrase=passphrase, as_account=args.as_account)
         say(f"{'liked' if args.like else 'no longer liked'} {result['id']}")
         return 0
+    mid = _store_offline(
+        args,
+        passphrase,
+        lambda key, mid, now: reaction_message(key, mid, like=args.like, now_ms=now),
+    )
+    say(f"{'liked' if args.like else 'no longer liked'} {mid.hex()}")
+    return 0
+
+
+def _store_offline(
+    args: argparse.Namespace,
+    passphrase: str,
+    make: Callable[[AccountKey, bytes, int], SignedMessage],
+) -> bytes:
+    """With no node running: sign ``make(key, video id, now)`` about the video ``args.id``,
+    store it and log it (sync spreads it once a node runs). Returns the video id."""
     with Home(args.home).open() as stores:
         try:
             mid = stores.manifests.resolve(args.id)
         except KeyError as exc:
             raise CliError(exc.args[0]) from exc
         key = unlock_account(stores, passphrase, args.as_account)
-        message = reaction_message(key, mid, like=args.like, now_ms=int(time.time() * 1000))
+        message = make(key, mid, int(time.time() * 1000))
         stores.social.apply(message)
-        batch = Batch()
-        MessageLog(stores.kv).stage(batch, message)  # sync spreads it once a node runs
-        stores.kv.write(batch)
-    say(f"{'liked' if args.like else 'no longer liked'} {mid.hex()}")
-    return 0
+        log_own(stores, message)
+    return mid
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -160,17 +173,9 @@ def cmd_view(args: argparse.Namespace) -> int:
         )
         say(f"told the network you watched {result['id']} for {watched_ms / 1000:g} s")
         return 0
-    with Home(args.home).open() as stores:
-        try:
-            mid = stores.manifests.resolve(args.id)
-        except KeyError as exc:
-            raise CliError(exc.args[0]) from exc
-        key = unlock_account(stores, passphrase, args.as_account)
-        message = view_message(key, mid, watched_ms, int(time.time() * 1000))
-        stores.social.apply(message)
-        batch = Batch()
-        MessageLog(stores.kv).stage(batch, message)  # sync spreads it once a node runs
-        stores.kv.write(batch)
+    mid = _store_offline(
+        args, passphrase, lambda key, mid, now: view_message(key, mid, watched_ms, now)
+    )
     say(f"told the network you watched {mid.hex()} for {watched_ms / 1000:g} s")
     return 0
 

@@ -18,8 +18,8 @@ from rich.table import Table
 from node.cli import CliError, out, read_passphrase, say
 from node.clinode import call, require_node, running_node
 from node.home import Home, default_account
-from node.ledgerview import entry_json, format_amount, token_json
-from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from node.ledgerview import balance_json, format_amount, history_json, tokens_json
+from protocol.accounts import InvalidAccount, account_from_text
 
 
 def register(sub: Any) -> None:
@@ -215,22 +215,10 @@ def _ledger_query(args: argparse.Namespace, route: str, **params: Any) -> dict[s
             else default_account(stores)[1]
         )
         if route == "tokens":
-            return {"tokens": [token_json(t, info) for t, info in store.tokens()]}
+            return tokens_json(store)
         if route == "history":
-            rows = [
-                entry_json(r, account, store.token) for r in store.history(account, params["limit"])
-            ]
-            return {"account": account_to_text(account), "history": rows}
-        balances = []
-        for token, amount in sorted(store.balances(account).items()):
-            info = store.token(token)
-            assert info is not None, "a balance is of a known token"
-            balances.append({**token_json(token, info), "amount": amount})
-        return {
-            "account": account_to_text(account),
-            "next_seq": store.next_seq(account),
-            "balances": balances,
-        }
+            return history_json(store, account, params["limit"])
+        return balance_json(store, account)
 
 
 def cmd_balance(args: argparse.Namespace) -> int:

@@ -36,9 +36,9 @@ from node.controlclient import (
     run_file_path,
     token_path,
 )
-from node.home import HomeError, unlock_account
+from node.home import HomeError, default_account, unlock_account
 from node.httpserver import Handler, Request, Response, error_response
-from protocol.accounts import AccountKey
+from protocol.accounts import AccountKey, InvalidAccount, account_from_text
 from storage.errors import WrongPassphrase
 from storage.stores import Stores
 
@@ -288,3 +288,22 @@ def unlock_param(stores: Stores, params: dict[str, Any]) -> AccountKey:
         )
     except (HomeError, WrongPassphrase) as exc:
         raise ControlError(str(exc)) from exc
+
+
+def account_param(stores: Stores, params: dict[str, Any]) -> bytes:
+    """The account a read is for: the call's ``account`` if given, else the home's default.
+    Raises :class:`ControlError` for a malformed id or a home without accounts."""
+    text = params.get("account")
+    try:
+        return account_from_text(str(text)) if text else default_account(stores)[1]
+    except (InvalidAccount, HomeError) as exc:
+        raise ControlError(str(exc)) from exc
+
+
+def limit_param(params: dict[str, Any], default: int, most: int) -> int:
+    """The call's ``limit`` (``default`` when absent). Raises :class:`ControlError` unless
+    it is an integer from 1 to ``most``."""
+    value = params.get("limit", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ControlError(f"limit: 1 to {most}")
+    return value

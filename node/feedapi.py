@@ -10,11 +10,10 @@ video); blocks are the viewer's local choice and never leave the node.
 
 from typing import Any
 
-from node.control import ControlError, ControlServer, unlock_param
+from node.control import ControlError, ControlServer, account_param, limit_param, unlock_param
 from node.daemon import Node
 from node.feedview import feed_json
 from node.gossip import wall_ms
-from node.home import HomeError, default_account
 from node.publish import reaction_message, view_message
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.errors import ProtocolError
@@ -24,29 +23,13 @@ FEED_LIMIT_MAX = 200
 FOLLOWERS_LIMIT_MAX = 10_000
 
 
-def viewer_of(stores: Stores, params: dict[str, Any]) -> bytes:
-    """The account a read is for: ``account`` if given, else the home's default."""
-    text = params.get("account")
-    try:
-        return account_from_text(str(text)) if text else default_account(stores)[1]
-    except (InvalidAccount, HomeError) as exc:
-        raise ControlError(str(exc)) from exc
-
-
-def limit_of(params: dict[str, Any], default: int, most: int) -> int:
-    value = params.get("limit", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise ControlError(f"limit: 1 to {most}")
-    return value
-
-
 def install_feed_routes(server: ControlServer, node: Node) -> None:
     """Register feed, like, unlike, view, block, unblock, blocked and followers."""
     stores = node.stores
 
     async def feed(params: dict[str, Any]) -> dict[str, Any]:
-        viewer = viewer_of(stores, params)
-        limit = limit_of(params, 50, FEED_LIMIT_MAX)
+        viewer = account_param(stores, params)
+        limit = limit_param(params, 50, FEED_LIMIT_MAX)
         return feed_json(stores, viewer, wall_ms(), limit)
 
     async def react(params: dict[str, Any], like: bool) -> dict[str, Any]:
@@ -97,12 +80,12 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         return _block(stores, params, blocking=False)
 
     async def blocked(params: dict[str, Any]) -> dict[str, Any]:
-        viewer = viewer_of(stores, {})
+        viewer = account_param(stores, {})
         return {"blocked": sorted(account_to_text(a) for a in stores.graph.blocked(viewer))}
 
     async def followers(params: dict[str, Any]) -> dict[str, Any]:
-        account = viewer_of(stores, params)
-        limit = limit_of(params, 1000, FOLLOWERS_LIMIT_MAX)
+        account = account_param(stores, params)
+        limit = limit_param(params, 1000, FOLLOWERS_LIMIT_MAX)
         return {"followers": [account_to_text(a) for a in stores.graph.followers(account, limit)]}
 
     for name, fn in (
@@ -119,7 +102,7 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
 
 
 def _block(stores: Stores, params: dict[str, Any], *, blocking: bool) -> dict[str, Any]:
-    viewer = viewer_of(stores, {})
+    viewer = account_param(stores, {})
     try:
         target = account_from_text(str(params.get("target", "")))
     except InvalidAccount as exc:

@@ -10,12 +10,11 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from node.control import ControlError, ControlServer, unlock_param
+from node.control import ControlError, ControlServer, account_param, limit_param, unlock_param
 from node.daemon import Node
 from node.gossip import wall_ms
-from node.home import HomeError, default_account
 from node.ledgerclient import LedgerError
-from node.ledgerview import entry_json, parse_amount, resolve_token, token_json
+from node.ledgerview import balance_json, history_json, parse_amount, resolve_token, tokens_json
 from node.offerapi import install_offer_routes
 from protocol.accounts import AccountKey, InvalidAccount, account_from_text, account_to_text
 from protocol.errors import DecodeError, Ignore, Reject
@@ -45,47 +44,18 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
     client = node.ledger_client
     network = ledger.committee.network
 
-    def account_param(params: dict[str, Any]) -> bytes:
-        text = params.get("account")
-        if not text:
-            try:
-                return default_account(node.stores)[1]
-            except HomeError as exc:
-                raise ControlError(str(exc)) from exc
-        try:
-            return account_from_text(str(text))
-        except InvalidAccount as exc:
-            raise ControlError(str(exc)) from exc
-
     def token_param(params: dict[str, Any], name: str = "token") -> bytes:
         return resolve_token(ledger.store, str(params.get(name) or ""), name)
 
     async def balance(params: dict[str, Any]) -> dict[str, Any]:
-        account = account_param(params)
-        rows = []
-        for token, amount in sorted(ledger.store.balances(account).items()):
-            info = ledger.store.token(token)
-            assert info is not None, "a balance is of a known token"
-            rows.append({**token_json(token, info), "amount": amount})
-        return {
-            "account": account_to_text(account),
-            "next_seq": ledger.store.next_seq(account),
-            "balances": rows,
-        }
+        return balance_json(ledger.store, account_param(node.stores, params))
 
     async def history(params: dict[str, Any]) -> dict[str, Any]:
-        account = account_param(params)
-        limit = params.get("limit", 50)
-        if not isinstance(limit, int) or not 1 <= limit <= HISTORY_LIMIT_MAX:
-            raise ControlError(f"limit: 1 to {HISTORY_LIMIT_MAX}")
-        entries = [
-            entry_json(raw, account, ledger.store.token)
-            for raw in ledger.store.history(account, limit)
-        ]
-        return {"account": account_to_text(account), "history": entries}
+        limit = limit_param(params, 50, HISTORY_LIMIT_MAX)
+        return history_json(ledger.store, account_param(node.stores, params), limit)
 
     async def tokens(params: dict[str, Any]) -> dict[str, Any]:
-        return {"tokens": [token_json(tid, info) for tid, info in ledger.store.tokens()]}
+        return tokens_json(ledger.store)
 
     async def certify(signed: SignedOrder) -> dict[str, Any]:
         try:

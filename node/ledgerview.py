@@ -122,3 +122,27 @@ def entry_json(
                 change(mine.token, -mine.amount, theirs.account)
                 change(theirs.token, theirs.amount, theirs.account)
     return entry
+
+
+def balance_json(store: LedgerStore, account: bytes) -> dict[str, Any]:
+    """The account's non-zero balances, each with its token, and its next sequence number."""
+    rows = []
+    for token, amount in sorted(store.balances(account).items()):
+        info = store.token(token)
+        assert info is not None, "a balance is of a known token"
+        rows.append({**token_json(token, info), "amount": amount})
+    return {
+        "account": account_to_text(account),
+        "next_seq": store.next_seq(account),
+        "balances": rows,
+    }
+
+
+def history_json(store: LedgerStore, account: bytes, limit: int) -> dict[str, Any]:
+    """The account's ``limit`` latest certified orders, seen from its side."""
+    entries = [entry_json(raw, account, store.token) for raw in store.history(account, limit)]
+    return {"account": account_to_text(account), "history": entries}
+
+
+def tokens_json(store: LedgerStore) -> dict[str, Any]:
+    return {"tokens": [token_json(token, info) for token, info in store.tokens()]}
