@@ -81,7 +81,6 @@ import pstats
 import random
 import shutil
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -91,7 +90,7 @@ from typing import Any
 from rich.progress import Progress
 
 from bench.gossip import percentile
-from bench.idle import exit_on_sigterm, progress
+from bench.idle import measured
 from node.feedview import feed_json
 from node.ingest import Ingest, Verdict
 from node.sync import NodeItemSet
@@ -760,9 +759,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("at least 2 accounts and 2 events, and 1 follow, video, like and viewer")
     if args.follows > args.accounts * (args.accounts - 1) // 2:
         parser.error("--follows: too many for --accounts")
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="toktok-bench-feed-") as tmp, progress() as bar:
-        result = measure(args, Path(tmp), bar)
+    result = measured("feed", args, measure)
     report(result)
     print(json.dumps(result))
     return result

@@ -43,7 +43,6 @@ import base64
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,9 +52,8 @@ from rich.progress import Progress
 
 from bench.idle import (
     cpu_seconds,
-    exit_on_sigterm,
     machine_cpu_s,
-    progress,
+    measured,
     start_into,
     stop_all,
 )
@@ -336,9 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.nodes < 2 or args.messages < 1 or args.warmup < 1:
         parser.error("--nodes at least 2, --messages and --warmup at least 1")
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="toktok-bench-") as tmp, progress() as bar:
-        result = measure(args, Path(tmp), bar)
+    result = measured("gossip", args, measure)
     report(result)
     return result
 

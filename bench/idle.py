@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -102,6 +102,18 @@ def start_into(nodes: list[NodeProc], home: Path, bootstrap: Sequence[str] = ())
         node = start_node(home, bootstrap=list(bootstrap))
         nodes.append(node)
     return node
+
+
+def measured(
+    name: str,
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace, Path, Progress], dict[str, Any]],
+) -> dict[str, Any]:
+    """``measure(args, folder, bar)`` in a fresh temporary folder (gone afterwards) with a
+    progress display, SIGTERM unwinding like Ctrl-C so that its nodes are stopped."""
+    exit_on_sigterm()
+    with tempfile.TemporaryDirectory(prefix=f"toktok-bench-{name}-") as tmp, progress() as bar:
+        return measure(args, Path(tmp), bar)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -48,11 +47,10 @@ import nacl.bindings
 from rich.progress import Progress
 
 from bench.gossip import arrivals, percentile
-from bench.idle import cpu_seconds, exit_on_sigterm, progress, start_into, stop_all
-from node.config import CONFIG_FILE, NodeConfig, write_config
+from bench.idle import cpu_seconds, measured, start_into, stop_all
 from protocol.accounts import AccountKey
-from tests.cli_helpers import toktok, toktok_env
-from tests.ledgernet import account_of
+from tests.cli_helpers import toktok_env
+from tests.ledgernet import linked, network_dir, prepare_ledger_homes
 from tests.netharness import NodeProc, init_home, wait_for
 
 GOALS = {"certified_per_s": 1000, "finality_p50_ms": 50, "finality_p99_ms": 250, "ratio": 0.5}
@@ -81,25 +79,9 @@ def crypto_rates(seconds: float = 1.0) -> tuple[float, float]:
 
 def prepare(root: Path, validators: int, seeds: Sequence[bytes]) -> tuple[list[Path], Path]:
     """Homes of the validators and the replica, and the genesis funding ``seeds``' accounts."""
-    homes = [init_home(root / f"n{i}") for i in range(validators + 1)]
-    allocs = []
-    for home in homes:
-        allocs += ["--alloc", f"{account_of(home)}={ALLOCATION}"]
-    for seed in seeds:
-        allocs += ["--alloc", f"{AccountKey(seed).account_id}={ALLOCATION}"]
-    net = root / "net"
-    toktok(homes[0], "network", "init", "--validators", str(validators), "--out", str(net), *allocs)
-    for i, home in enumerate(homes):
-        key = str(net / "validators" / f"validator-{i + 1}.key") if i < validators else ""
-        (home / CONFIG_FILE).unlink()
-        write_config(
-            home, NodeConfig().override(genesis=str(net / "genesis.bin"), validator_key=key)
-        )
-    return homes, net / "genesis.bin"
-
-
-def linked(node: NodeProc, count: int) -> bool:
-    return int(node.call("status")["ledger"]["validators_linked"]) >= count
+    allocs = [(AccountKey(seed).account_id, ALLOCATION) for seed in seeds]
+    homes = prepare_ledger_homes(root, validators + 1, validators, extra_allocs=allocs)
+    return homes, network_dir(root) / "genesis.bin"
 
 
 def start_clients(
@@ -280,9 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.accounts < 2 * args.clients:
         parser.error("--accounts: at least 2 per client (each sends to the others)")
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="toktok-bench-ledger-") as tmp, progress() as bar:
-        result = measure(args, Path(tmp), bar)
+    result = measured("ledger", args, measure)
     report(result)
     print(json.dumps(result))
     return result

@@ -49,7 +49,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -70,9 +69,8 @@ from rich.progress import Progress
 
 from bench.idle import (
     cpu_seconds,
-    exit_on_sigterm,
     machine_cpu_s,
-    progress,
+    measured,
     start_into,
     stop_all,
 )
@@ -481,9 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         parser.error(
             f"--chunk-kib 1 to {CHUNK_BYTES_MAX // 1024}, --rounds at least 1, --mb above 0"
         )
-    exit_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="toktok-bench-") as tmp, progress() as bar:
-        result = measure(args, Path(tmp), bar)
+    result = measured("swarm", args, measure)
     report(result)
     return result
 
