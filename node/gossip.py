@@ -104,7 +104,7 @@ class GossipService:
 
     def publish(self, raw: bytes, kind: str) -> None:
         """Queue a stored, valid message for gossip. Raises OverflowError when full."""
-        if sum(len(queue) for queue in self._outbox.values()) >= OUTBOX_MAX:
+        if self.queued >= OUTBOX_MAX:
             raise OverflowError("the gossip outbox is full")
         self._outbox[topic_for(kind)].append(raw)
         self._wakeup.set()

@@ -45,7 +45,6 @@ from protocol.ledgerwire import (
     INVALID,
     NOT_VALIDATOR,
     OK,
-    REASON_BYTES_MAX,
     REQUEST_BODY_BYTES_MAX,
     SUBMIT,
     UNKNOWN_TOKEN,
@@ -57,6 +56,7 @@ from protocol.ledgerwire import (
     check_request,
     encode_frame,
     peer_proof,
+    reason_text,
 )
 from protocol.orders import SignedOrder, verify_order
 from storage.kv import Batch
@@ -200,7 +200,7 @@ class LedgerService:
             try:
                 checked.append((i, verify_order(raw, self.committee.network, now_ms)))
             except (Reject, Ignore) as exc:
-                results[i] = Result(code=INVALID, reason=_reason(exc), votes=())
+                results[i] = Result(code=INVALID, reason=reason_text(str(exc)), votes=())
         answers, locks = self.validator.vote(
             self.store, self.store, [signed for _, signed in checked]
         )
@@ -212,7 +212,7 @@ class LedgerService:
             if isinstance(answer, OrderRefused):
                 self.stats.refusals += 1
                 code = _CODES.get(type(answer), INVALID)
-                results[i] = Result(code=code, reason=_reason(answer), votes=())
+                results[i] = Result(code=code, reason=reason_text(str(answer)), votes=())
             else:
                 self.stats.votes += 1
                 results[i] = Result(code=VOTED, reason="", votes=(answer,))
@@ -261,11 +261,6 @@ class LedgerService:
         return _response(request.id, results=tuple(self.vote(request.items)))
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text.encode()) <= REASON_BYTES_MAX else text[: REASON_BYTES_MAX // 4]
-
-
 def _response(
     request_id: int,
     *,
@@ -289,7 +284,7 @@ def _refusal(request_id: int, status: int, reason: str) -> LedgerResponse:
     return LedgerResponse(
         id=request_id,
         status=status,
-        reason=_reason(Exception(reason)),
+        reason=reason_text(reason),
         validator=0,
         proof=b"",
         results=(),

@@ -78,7 +78,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
                 signed = sign_order(order, [key])
             except DecodeError as exc:
                 raise ControlError(str(exc)) from exc
-            _check(order, network)
+            _check(order)
             return await certify(signed)
 
     async def transfer(params: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def install_ledger_routes(server: ControlServer, node: Node) -> None:
             parse_amount(params.get("get_amount")),
         )
         order = Swap(network, wall_ms(), give, get, b"")
-        _check(order, network)
+        _check(order)
         try:
             signed = propose_swap(order, key)
         except DecodeError as exc:
@@ -202,7 +202,7 @@ def _int(params: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-def _check(order: Order, network: bytes) -> None:
+def _check(order: Order) -> None:
     """Refuse, with the rule's words, an order the validators would call invalid."""
     try:
         validate_order(order)

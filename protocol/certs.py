@@ -107,10 +107,7 @@ def _node(left: bytes, right: bytes) -> bytes:
 
 def _split(count: int) -> int:
     """The largest power of two strictly below ``count`` (``count`` >= 2)."""
-    k = 1
-    while k * 2 < count:
-        k *= 2
-    return k
+    return 1 << ((count - 1).bit_length() - 1)
 
 
 def merkle_tree(order_ids: Sequence[bytes]) -> tuple[bytes, list[tuple[bytes, ...]]]:
@@ -144,7 +141,7 @@ def root_from_path(order_id: bytes, index: int, count: int, path: Sequence[bytes
     sides: list[bool] = []
     lo, size = index, count
     while size > 1:
-        k = 1 << ((size - 1).bit_length() - 1)  # the largest power of two below size
+        k = _split(size)
         if lo < k:
             sides.append(True)
             size = k

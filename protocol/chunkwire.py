@@ -90,6 +90,12 @@ def encode_frame(record: ChunkRequest | ChunkResponse) -> bytes:
     _check_rules(record)
     body = encode_record(record)
     assert len(body) <= BODY_BYTES_MAX[type(record)], "the body limit covers the field limits"
+    return length_prefixed(body)
+
+
+def length_prefixed(body: bytes) -> bytes:
+    """A frame of any of our stream protocols: the body's length (4 bytes, big-endian),
+    then the body. :class:`FrameDecoder` reads them back."""
     return len(body).to_bytes(LENGTH_PREFIX_BYTES, "big") + body
 
 

@@ -389,3 +389,12 @@ def bin_bytes(length: int) -> int:
 def array_header_bytes(count: int) -> int:
     """Bytes of the header of an array of ``count`` items."""
     return 1 if count <= 15 else 3 if count <= 0xFFFF else 5
+
+
+def fit_text(text: str, bytes_max: int) -> str:
+    """``text``, cut (with "...") to at most ``bytes_max`` bytes of UTF-8, for a bounded
+    text field such as a refusal's reason."""
+    data = text.encode("utf-8")
+    if len(data) <= bytes_max:
+        return text
+    return data[: bytes_max - 3].decode("utf-8", errors="ignore") + "..."

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from protocol.accounts import SIGNATURE_LEN, AccountKey, verify
 from protocol.certs import CERTIFICATE_BYTES_MAX, Committee, Vote
-from protocol.codec import U64_MAX, decode_record, encode_record, fld
+from protocol.chunkwire import length_prefixed
+from protocol.codec import U64_MAX, encode_record, fit_text, fld
 from protocol.errors import DecodeError
 from protocol.orders import SIGNED_ORDER_BYTES_MAX
 
 PROTOCOL_ID = "/toktok/ledger/1.0.0"
-LENGTH_PREFIX_BYTES = 4
 ITEMS_MAX = 256
 """Orders or certificates in one request."""
 REASON_BYTES_MAX = 200
@@ -118,13 +118,12 @@ def encode_frame(record: LedgerRequest | LedgerResponse) -> bytes:
     body = encode_record(record)
     limit = REQUEST_BODY_BYTES_MAX if isinstance(record, LedgerRequest) else RESPONSE_BODY_BYTES_MAX
     assert len(body) <= limit, "the field limits keep a frame within the body limit"
-    return len(body).to_bytes(LENGTH_PREFIX_BYTES, "big") + body
+    return length_prefixed(body)
 
 
-def decode_response(body: bytes) -> LedgerResponse:
-    response = decode_record(LedgerResponse, body, bytes_max=RESPONSE_BODY_BYTES_MAX)
-    check_response(response)
-    return response
+def reason_text(text: str) -> str:
+    """``text`` cut to fit a response's or result's reason field."""
+    return fit_text(text, REASON_BYTES_MAX)
 
 
 def peer_proof(key: AccountKey, network: bytes, peer_id: bytes) -> bytes:

@@ -20,13 +20,13 @@ Operations, both naming the offer by its id (its message id):
 from dataclasses import dataclass
 
 from protocol.certs import CERTIFICATE_BYTES_MAX
-from protocol.codec import U64_MAX, encode_record, fld
+from protocol.chunkwire import length_prefixed
+from protocol.codec import U64_MAX, encode_record, fit_text, fld
 from protocol.errors import DecodeError
 from protocol.kinds import MESSAGE_ID_LEN
 from protocol.orders import AMOUNT_MAX, SEQ_MAX, SIGNED_ORDER_BYTES_MAX
 
 PROTOCOL_ID = "/toktok/offer/1.0.0"
-LENGTH_PREFIX_BYTES = 4
 REASON_BYTES_MAX = 200
 
 QUOTE = "quote"
@@ -125,12 +125,9 @@ def encode_frame(record: OfferRequest | OfferResponse) -> bytes:
     body = encode_record(record)
     limit = REQUEST_BODY_BYTES_MAX if isinstance(record, OfferRequest) else RESPONSE_BODY_BYTES_MAX
     assert len(body) <= limit, "the field limits keep a frame within the body limit"
-    return len(body).to_bytes(LENGTH_PREFIX_BYTES, "big") + body
+    return length_prefixed(body)
 
 
 def reason_text(text: str) -> str:
     """``text`` cut to fit a response's reason field."""
-    data = text.encode("utf-8")
-    if len(data) <= REASON_BYTES_MAX:
-        return text
-    return data[: REASON_BYTES_MAX - 3].decode("utf-8", errors="ignore") + "..."
+    return fit_text(text, REASON_BYTES_MAX)
