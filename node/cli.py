@@ -19,7 +19,7 @@ from rich.text import Text
 from node import clinode, devnet
 from node.clinode import RemoteError, add_run_flags, call, require_node, running_node
 from node.config import NodeConfig, write_config
-from node.home import Home, HomeError, default_account, unlock_account
+from node.home import PASSPHRASE_ENV, Home, HomeError, default_account, unlock_account
 from node.logs import setup_logging
 from node.progress import progress_bar as shared_progress_bar
 from node.publish import PublishMeta, follow_message, publish_file
@@ -35,7 +35,6 @@ from storage.manifests import StoredManifest, manifest_chunks
 from storage.messages import MessageLog
 from storage.stores import Stores
 
-PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
 COMMANDS_GROUP = "toktok.commands"
 HOME_ENV = "TOKTOK_HOME"
 PASSPHRASE_LEN_MIN = 8

@@ -18,12 +18,10 @@ import trio
 
 from node.config import ConfigError, NodeConfig, load_config
 from node.controlclient import ControlCallError, ControlClient, NodeNotRunning
-from node.home import Home
+from node.home import PASSPHRASE_ENV, Home
 from node.ledgerconfig import load_genesis, load_validator_key
 from node.run import run_node
 from storage.keyfile import KeyFileError
-
-PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
 
 
 class RemoteError(Exception):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from node import devnet
 from node.cli import main as toktok
+from node.home import PASSPHRASE_ENV
 
 DEMO_MARKER = ".toktok-demo"
 """A file the demo writes into its home, so a later run knows the directory is its own."""
@@ -74,7 +75,7 @@ def tour(nodes: list[devnet.DevnetNode], video: str | None) -> None:
     show("--home", third, "videos")
     if video is not None:
         # In-process commands read the passphrase from the environment, as devnet's nodes.
-        os.environ.setdefault(devnet.PASSPHRASE_ENV, devnet.DEVNET_PASSPHRASE)
+        os.environ.setdefault(PASSPHRASE_ENV, devnet.DEVNET_PASSPHRASE)
         show("--home", third, "tip", video[:16], "2500000")
         show("--home", first, "balance")
         show("--home", third, "history", "--limit", "3")

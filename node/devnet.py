@@ -73,7 +73,7 @@ from node.config import (
     write_config,
 )
 from node.controlclient import ControlClient, ControlClientError, NodeNotRunning
-from node.home import Home, HomeError, default_account
+from node.home import PASSPHRASE_ENV, Home, HomeError, default_account
 from node.ledgerconfig import load_genesis, load_validator_key
 from node.progress import progress_bar
 from node.video import VideoError, write_sample
@@ -86,7 +86,6 @@ DEVNET_MARKER = ".toktok-devnet"
 """A file in every devnet folder: a later run (or a person) knows the folder is ours."""
 DEVNET_PASSPHRASE = "toktok devnet: local test networks only"
 """The accounts' passphrase when $TOKTOK_PASSPHRASE is not set. Public: never for real use."""
-PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
 ACCOUNT_NAME = "default"
 LOG_DIR = "logs"
 SAMPLE_FILE = "sample.mp4"

@@ -19,6 +19,8 @@ from storage.kv import Batch
 from storage.stores import Stores
 
 DEFAULT_ACCOUNT_SETTING = "default_account"
+PASSPHRASE_ENV = "TOKTOK_PASSPHRASE"
+"""Where commands and nodes read an account's (or validator key's) passphrase from."""
 NODE_KEY_FILE = "node.key"
 DB_DIR = "db"
 
