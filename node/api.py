@@ -141,10 +141,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
                 mid = bytes.fromhex(text)
             except (ValueError, TypeError) as exc:
                 raise ControlError(f"not a hex message id: {text!r}") from exc
-            applied = node.ingest.arrivals.get(mid)
-            if applied is None and node.ledger is not None:
-                applied = node.ledger.applied_ms.get(mid)  # a certificate, by order id
-            out[text] = applied
+            out[text] = node.ingest.arrivals.get(mid)
         return {"arrivals": out}
 
     async def submit(params: dict[str, Any]) -> dict[str, Any]:

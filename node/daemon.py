@@ -181,6 +181,8 @@ class Node:
             committee = committee_of(decode_genesis(genesis))
             self.ledger = LedgerService(stores, self.items, committee, wall_ms, validator_key)
             self.ingest.ledger = self.ledger.offer
+            # A certificate's arrival is kept by its order id, with the messages'.
+            self.ledger.listen(lambda cert: self.ingest.arrived(cert.order_id, wall_ms()))
             self.ledger_client = LedgerClient(
                 self.host, self.ledger, lambda raw: self.gossip.publish(raw, CERTIFICATE)
             )

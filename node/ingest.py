@@ -84,12 +84,13 @@ class Ingest:
         self.counts[outcome.verdict] += 1
         if outcome.verdict is Verdict.NEW:
             assert outcome.message is not None
-            self._arrived(outcome.message.id, now_ms)
+            self.arrived(outcome.message.id, now_ms)
             for listener in self._listeners:
                 listener(outcome.message)
         return outcome
 
-    def _arrived(self, mid: bytes, now_ms: int) -> None:
+    def arrived(self, mid: bytes, now_ms: int) -> None:
+        """Note that item ``mid`` was applied here at ``now_ms`` (see ``arrivals``)."""
         self.arrivals[mid] = now_ms
         while len(self.arrivals) > ARRIVALS_MAX:
             self.arrivals.popitem(last=False)
@@ -148,7 +149,7 @@ class Ingest:
         self._messages.stage(batch, message)
         self._stores.kv.write(batch)
         self._items.add(message.record.created_ms, message.id)
-        self._arrived(message.id, now_ms)
+        self.arrived(message.id, now_ms)
         self.counts[Verdict.NEW] += 1
         for listener in self._listeners:
             listener(message)

@@ -13,7 +13,6 @@ never lets it vote twice for one (account, sequence number).
 """
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,8 +63,6 @@ from storage.stores import Stores
 
 log = logging.getLogger("toktok.ledger")
 
-APPLIED_TIMES_MAX = 10_000
-"""Recent certificates whose time of application is kept (for finality measurements)."""
 READ_BYTES = 65536
 
 _CODES: dict[type[OrderRefused], int] = {
@@ -108,8 +105,6 @@ class LedgerService:
         self.validator = None if validator_key is None else Validator(committee, validator_key)
         self._validator_key = validator_key
         self.stats = LedgerStats()
-        self.applied_ms: OrderedDict[bytes, int] = OrderedDict()
-        """Order id -> wall-clock ms when its certificate applied here, the latest few."""
         self._listeners: list[AppliedListener] = []
         self.peer_id = b""
         """This node's libp2p peer id (bytes), which a validator's hello vouches for."""
@@ -172,12 +167,8 @@ class LedgerService:
             batch = Batch()
             self.store.stage(batch, overlay)
             self.stores.kv.write(batch)
-        now_ms = self._clock()
         for cert in overlay.applied:
             self.items.add(cert.created_ms, cert.order_id)
-            self.applied_ms[cert.order_id] = now_ms
-        while len(self.applied_ms) > APPLIED_TIMES_MAX:
-            self.applied_ms.popitem(last=False)
         self.stats.applied += len(overlay.applied)
         self.stats.pending = self.replica.pending
         for cert in overlay.applied:
