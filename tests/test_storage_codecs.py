@@ -18,7 +18,7 @@ CID = bytes([1, 0x55, 0x12, 0x20]) + bytes(32)
 u64 = st.integers(0, 2**64 - 1)
 
 entries = st.builds(
-    keystore._Entry,
+    keystore.Sealed,
     n=st.sampled_from([2**k for k in range(10, 21)]),
     r=st.integers(1, keystore.SCRYPT_R_MAX),
     p=st.integers(1, keystore.SCRYPT_P_MAX),
@@ -33,12 +33,12 @@ entries = st.builds(
 
 
 @given(entries)
-def test_keystore_entry_round_trip(entry: keystore._Entry) -> None:
+def test_keystore_entry_round_trip(entry: keystore.Sealed) -> None:
     assert keystore._decode(entry.encode()) == entry
 
 
 @given(entries, st.data())
-def test_keystore_entry_damage_is_refused(entry: keystore._Entry, data: st.DataObject) -> None:
+def test_keystore_entry_damage_is_refused(entry: keystore.Sealed, data: st.DataObject) -> None:
     raw = bytearray(entry.encode())
     index = data.draw(st.integers(0, len(raw) - 1))
     raw[index] ^= data.draw(st.integers(1, 255))
