@@ -37,6 +37,24 @@ class GossipConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web app and its JSON API (node/gateway/), with the WebRTC streaming behind it."""
+
+    http: str = ""
+    """HOST:PORT to serve the web app on (a loopback address); "": no web app."""
+    upload_mb_max: int = 2048
+    """The largest video file a browser may upload."""
+    peer_connections_max: int = 64
+    """WebRTC peer connections open at once, over all browsers."""
+    peer_connections_per_client_max: int = 8
+    """WebRTC peer connections open at once from one client address."""
+    requests_in_flight_max: int = 8
+    """Chunk requests one peer connection may have unanswered."""
+    sessions_max: int = 16
+    """Signed-in browser sessions kept at once (the oldest is signed out past it)."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/4001",)
     bootstrap: tuple[str, ...] = ()
@@ -67,6 +85,7 @@ class NodeConfig:
     """This node's validator key file (relative to the home unless absolute), which must
     hold a key of the genesis committee; "": not a validator."""
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def override(self, **changes: Any) -> "NodeConfig":
         """A copy with the given settings replaced (None leaves a setting as it is)."""
@@ -97,12 +116,40 @@ class NodeConfig:
                 raise ConfigError(f"{name}: a path without leading or trailing spaces")
         if self.validator_key and not self.genesis:
             raise ConfigError("validator_key: a validator needs the network's genesis too")
+        _check_web(self.web)
         g = self.gossip
         if not 1 <= g.degree_low <= g.degree <= g.degree_high:
             raise ConfigError("gossip: degree_low <= degree <= degree_high, all at least 1")
         for f in dataclasses.fields(g):
             if getattr(g, f.name) < (0 if f.name == "batch_delay_ms" else 1):
                 raise ConfigError(f"gossip.{f.name}: out of range")
+
+
+def _check_web(web: WebConfig) -> None:
+    if web.http:
+        try:
+            split_host_port(web.http)
+        except ValueError as exc:
+            raise ConfigError(f"web.http: {exc}") from exc
+    for f in dataclasses.fields(web):
+        if f.name != "http" and getattr(web, f.name) < 1:
+            raise ConfigError(f"web.{f.name}: at least 1")
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a loopback address literal and a port.
+    Raises ValueError naming what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, not {text!r}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError(f"the host must be an IP address literal, not {host!r}") from exc
+    if not address.is_loopback:
+        raise ValueError(f"the web app is served on loopback addresses only, not {host!r}")
+    return host, int(port_text)
 
 
 def _check_multiaddr(key: str, text: str, *, peer_id: bool) -> None:
@@ -167,6 +214,8 @@ def render_config(config: NodeConfig) -> str:
     lines += _render_table(config)
     lines += ["", "[gossip]"]
     lines += _render_table(config.gossip)
+    lines += ["", "[web]"]
+    lines += _render_table(config.web)
     return "\n".join(lines) + "\n"
 
 

@@ -50,6 +50,10 @@ TOKEN_BYTES = 32
 TOKEN_CHARS_MIN = 32
 TOKEN_CHAR_PATTERN = re.compile(rf"[\x21-\x7e]{{{TOKEN_CHARS_MIN},}}")
 
+UNLOCKED_KEY = "_unlocked_key"
+"""A parameter only callers inside the node can give: JSON never decodes to an AccountKey,
+so a value read from a request can never pass for one."""
+
 Params = dict[str, Any]
 Reply = dict[str, Any]
 RouteFn = Callable[[Params], Awaitable[Reply | AsyncIterator[Reply]] | AsyncIterator[Reply]]
@@ -90,6 +94,13 @@ class ControlServer:
         if name in self._routes:
             raise ValueError(f"the route {name!r} exists already")
         self._routes[name] = fn
+
+    async def call(self, name: str, params: Params) -> Reply | AsyncIterator[Reply]:
+        """Carry out the route ``name`` from inside the node (the web gateway): its reply,
+        or the async iterator of a streaming route. Raises KeyError for an unknown name and
+        ControlError as the route does."""
+        produced = self._routes[name](params)
+        return produced if isinstance(produced, AsyncIterator) else await produced
 
     async def handler(self, request: Request) -> Response:
         """The HTTP handler, for node.httpserver.serve_http."""
@@ -281,7 +292,12 @@ def _write_private_tmp(directory: Path, data: bytes) -> Path:
 
 def unlock_param(stores: Stores, params: dict[str, Any]) -> AccountKey:
     """The keystore account a control call acts as (``as_account``, or the default),
-    unlocked with the call's ``passphrase``. Raises :class:`ControlError` with the reason."""
+    unlocked with the call's ``passphrase``; or the key a caller inside the node put under
+    UNLOCKED_KEY (the web gateway's signed-in owner). Raises :class:`ControlError` with the
+    reason."""
+    unlocked = params.get(UNLOCKED_KEY)
+    if isinstance(unlocked, AccountKey):
+        return unlocked
     try:
         return unlock_account(
             stores, str(params.get("passphrase", "")), params.get("as_account") or None

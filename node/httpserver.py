@@ -62,6 +62,7 @@ class Request:
     query: dict[str, str]  # the last value of a repeated name wins
     headers: dict[str, str]  # names lower-cased; repeated fields joined with ", "
     body: bytes
+    client: str = ""  # the client's IP address, for limits per client
 
 
 @dataclass
@@ -156,6 +157,10 @@ class _Peer:
         self.limits = limits
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.header_bytes_max)
         self.bytes_received = 0
+        try:
+            self.client = str(stream.socket.getpeername()[0])
+        except OSError:  # the client is gone already; the first read will say so
+            self.client = ""
 
     async def next_event(self) -> object:
         """The next h11 event, reading from the socket as needed."""
@@ -245,7 +250,9 @@ async def _receive_request(peer: _Peer) -> Request | None:
     path, query = _parse_target(event.target)
     body = await _receive_body(peer, _declared_length(headers))
     method = event.method.decode("ascii")
-    return Request(method=method, path=path, query=query, headers=headers, body=body)
+    return Request(
+        method=method, path=path, query=query, headers=headers, body=body, client=peer.client
+    )
 
 
 async def _receive_body(peer: _Peer, declared_length: int) -> bytes:

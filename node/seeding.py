@@ -245,7 +245,7 @@ class Seeding:
                 pin=pin,
                 stall_ms=stall_ms,
                 stats=self._stats,
-                offend=self._offend,
+                offend=self.offend,
                 progress=step,
             )
             done_before += size
@@ -256,5 +256,5 @@ class Seeding:
             await self._dht.provide(mid)
         return manifest
 
-    async def _offend(self, peer: ID, reason: str) -> None:
+    async def offend(self, peer: ID, reason: str) -> None:
         await self._peers.offend(peer, reason, self._clock())

@@ -212,13 +212,15 @@ class _Download:
         self._outboxes: dict[ID, trio.MemorySendChannel[bytes]] = {}
         self._by_bytes: dict[bytes, ID] = {}
 
-    async def run(self, peers: Sequence[ID], stall_ms: int) -> None:
+    async def run(self, peers: Sequence[ID], stall_ms: int, playhead: int = 0) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             now = monotonic_ms()
             for peer in peers:
                 self._by_bytes[peer.to_bytes()] = peer
                 self._scheduler.add_peer(peer.to_bytes(), None, now)
+            if playhead:
+                self._scheduler.seek(playhead, now)
             await self._carry_out(self._scheduler.start(now))
             stalled_since: int | None = None
             while not self._scheduler.done:
@@ -343,8 +345,10 @@ async def download_rendition(
     stall_ms: int = 15_000,
     progress: Progress | None = None,
     rng: random.Random | None = None,
+    playhead: int = 0,
 ) -> None:
-    """Fetch every missing chunk of one rendition from ``peers``, verified, into ``chunks``.
+    """Fetch every missing chunk of one rendition from ``peers``, verified, into ``chunks``,
+    the playback window from segment ``playhead`` first (a viewer who seeked).
 
     Raises :class:`SwarmError` when, for ``stall_ms``, no chunk can be asked of any peer.
     """
@@ -353,7 +357,7 @@ async def download_rendition(
     if scheduler.done:
         return
     download = _Download(host, scheduler, chunks, pin, stats, offend, progress)
-    await download.run(peers, stall_ms)
+    await download.run(peers, stall_ms, playhead)
 
 
 def _sha256(data: bytes) -> bytes:

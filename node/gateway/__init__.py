@@ -1,0 +1,1 @@
+"""The web app and its JSON API, with video to browsers over WebRTC (docs/api.md)."""

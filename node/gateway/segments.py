@@ -1,0 +1,183 @@
+"""The bytes a browser plays: manifest envelopes and chunks, from the store or the network.
+
+A chunk the node does not hold is fetched on demand: one download per (video, rendition)
+at a time, started from the segment the viewer asked for (so a seek into the middle does
+not wait for the beginning), its chunks verified and pinned as watched like any
+`toktok fetch`. Every request waits for its own chunk, not for the whole rendition.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from node.daemon import Node
+from node.swarm import SwarmError, download_rendition
+from protocol.kinds import VideoManifest
+from storage.chunks import PinReason
+from storage.errors import ChunkCorrupt, ChunkMissing, StoreError
+from storage.manifests import StoredManifest
+
+log = logging.getLogger("toktok.gateway")
+
+CHUNK_WAIT_S = 30.0
+"""How long a request waits for a chunk being fetched before it is answered 504."""
+DOWNLOADS_MAX = 8
+"""On-demand downloads at once, over all viewers."""
+
+
+class SegmentError(Exception):
+    """A request for bytes that cannot be answered, with the HTTP-like ``status``."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ChunkPlace:
+    """Where a chunk sits in a manifest: its rendition (None: the thumbnail) and index
+    (-1: the init segment)."""
+
+    rendition: str | None
+    index: int
+    size: int
+
+
+def chunk_place(manifest: VideoManifest, cid: bytes) -> ChunkPlace | None:
+    """The place of ``cid`` in ``manifest``, or None when the manifest names no such chunk."""
+    if cid == manifest.thumbnail.cid:
+        return ChunkPlace(None, 0, manifest.thumbnail.size)
+    for rendition in manifest.renditions:
+        if cid == rendition.init.cid:
+            return ChunkPlace(rendition.name, -1, rendition.init.size)
+        for index, segment in enumerate(rendition.segments):
+            if cid == segment.cid:
+                return ChunkPlace(rendition.name, index, segment.size)
+    return None
+
+
+class _Download:
+    """One on-demand download, which wakes its waiters at every chunk it stores."""
+
+    def __init__(self) -> None:
+        self.changed = trio.Event()
+        self.error: str | None = None
+        self.done = False
+
+    def step(self, _held: int, _total: int) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class SegmentSource:
+    """Manifest envelopes and chunks for the web gateway (trio side)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._downloads: dict[tuple[bytes, str], _Download] = {}
+        self.served_bytes = 0
+        self.fetched_on_demand = 0
+
+    def manifest(self, mid: bytes) -> VideoManifest:
+        """The stored manifest ``mid``. Raises SegmentError 404 when it is not held."""
+        return self._stored(mid).manifest
+
+    async def envelope(self, mid: bytes) -> bytes:
+        """The manifest's signed envelope, as stored (the browser checks its hash).
+        Raises SegmentError 404 when the node does not hold the manifest."""
+        return self._stored(mid).message.raw
+
+    async def chunk(self, mid: bytes, cid: bytes) -> bytes:
+        """The verified bytes of chunk ``cid`` of video ``mid``, fetched when missing.
+
+        Raises SegmentError: 404 for an unknown video or a cid the manifest does not name,
+        502 when no reachable peer has it, 504 when it does not arrive in CHUNK_WAIT_S.
+        """
+        manifest = self.manifest(mid)
+        place = chunk_place(manifest, cid)
+        if place is None:
+            raise SegmentError("the video names no such chunk", 404)
+        download: _Download | None = None
+        with trio.move_on_after(CHUNK_WAIT_S):
+            while True:
+                data = await self._read(cid)
+                if data is not None:
+                    self.served_bytes += len(data)
+                    return data
+                if download is not None and download.error is not None:
+                    raise SegmentError(f"cannot fetch the chunk: {download.error}", 502)
+                # The running download of its rendition, or a new one (the last one ended
+                # without this chunk: evicted at once under a full quota).
+                download = self._download(mid, manifest, place)
+                if not download.done:
+                    await download.changed.wait()
+        raise SegmentError(f"the chunk did not arrive within {CHUNK_WAIT_S:.0f} s", 504)
+
+    def _stored(self, mid: bytes) -> StoredManifest:
+        try:
+            stored = self._node.stores.manifests.get(mid)
+        except StoreError as exc:
+            raise SegmentError(f"the manifest is damaged here: {exc}", 500) from exc
+        if stored is None:
+            raise SegmentError(f"no video {mid.hex()} is known here", 404)
+        return stored
+
+    async def _read(self, cid: bytes) -> bytes | None:
+        chunks = self._node.stores.chunks
+        if not chunks.has(cid):
+            return None
+        try:
+            # The read hashes the chunk (hashlib releases the GIL): off the event loop.
+            data: bytes = await trio.to_thread.run_sync(chunks.get, cid)
+            return data
+        except ChunkMissing:
+            return None  # evicted between the two calls
+        except ChunkCorrupt as exc:
+            # Refused rather than served; `toktok verify` reports it to the operator.
+            raise SegmentError(f"the stored chunk is damaged: {exc}", 500) from exc
+
+    def _download(self, mid: bytes, manifest: VideoManifest, place: ChunkPlace) -> _Download:
+        # The thumbnail comes with any rendition's download: the first's.
+        rendition = place.rendition or manifest.renditions[0].name
+        key = (mid, rendition)
+        download = self._downloads.get(key)
+        if download is not None and not download.done:
+            return download
+        running = sum(1 for d in self._downloads.values() if not d.done)
+        if running >= DOWNLOADS_MAX:
+            raise SegmentError(f"{DOWNLOADS_MAX} downloads are running: try again soon", 503)
+        download = self._downloads[key] = _Download()
+        playhead = max(place.index, 0) if place.rendition is not None else 0
+        self._node.nursery.start_soon(self._run, mid, manifest, rendition, playhead, download)
+        return download
+
+    async def _run(
+        self, mid: bytes, manifest: VideoManifest, rendition: str, playhead: int, d: _Download
+    ) -> None:
+        node = self._node
+        try:
+            node.stores.manifests.pin_video(mid, PinReason.WATCHED)
+            peers = await node.seeding.providers(mid, lookup=True)
+            await download_rendition(
+                node.host,
+                node.stores.chunks,
+                manifest,
+                rendition,
+                peers,
+                pin=PinReason.WATCHED,
+                stats=node.swarm_stats,
+                offend=node.seeding.offend,
+                progress=d.step,
+                playhead=playhead,
+            )
+            self.fetched_on_demand += 1
+        except (SwarmError, StoreError) as exc:
+            d.error = str(exc)
+            log.info("on-demand fetch failed", extra={"id": mid.hex(), "error": str(exc)})
+        finally:
+            d.done = True
+            d.step(0, 0)  # its waiters look again: at the store, or at the error
+            if self._downloads.get((mid, rendition)) is d:
+                del self._downloads[(mid, rendition)]
