@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS := interop/js
 JS_STAMP := $(JS)/node_modules/.stamp
+CHROMIUM ?= /usr/bin/chromium
 HOME_DEMO ?= .demo-home
 
 .PHONY: demo test lint unit bench clean
@@ -29,6 +30,12 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund
 	touch $(JS_STAMP)
 
+# The browser tests drive Debian's chromium (playwright with executable_path): installed
+# here when we are root, since nothing may be downloaded when the tests run.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	else echo "chromium is missing: install it (apt-get install chromium)" >&2; exit 1; fi
+
 demo: $(STAMP)
 	$(BIN)/python -m node.demo --home $(HOME_DEMO)
 
@@ -39,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy node protocol storage bootstrap simulation bench tests
 
-unit: $(STAMP) $(JS_STAMP)
+unit: $(STAMP) $(JS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -99,9 +99,19 @@ def install_routes(server: ControlServer, node: Node) -> None:
         return {"peer_id": str(peer)}
 
     async def videos(params: dict[str, Any]) -> dict[str, Any]:
+        """The videos stored here, newest first; with ``account``, that creator's only."""
         limit = limit_param(params, 50, VIDEOS_LIMIT_MAX)
+        manifests = node.stores.manifests
+        author = params.get("account")
+        if author is None:
+            found = manifests.recent(limit=limit)
+        else:
+            try:
+                found = manifests.by_creator(account_from_text(str(author)), limit=limit)
+            except InvalidAccount as exc:
+                raise ControlError(f"account: {exc}") from exc
         out = []
-        for stored in node.stores.manifests.recent(limit=limit):
+        for stored in found:
             item = manifest_json(stored)
             item["chunks_held"] = node.stores.manifests.chunks_held(stored.manifest)
             out.append(item)

@@ -296,6 +296,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
         validators=args.validators,
         passphrase=os.environ.get(PASSPHRASE_ENV),
         log_level=args.log_level,
+        http=args.http,
     )
     try:
         return devnet.run(options)
@@ -479,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=Path("devnet"), help="where the homes live")
     p.add_argument(
         "--validators", type=int, default=None, help="genesis committee size (default min(4, N))"
+    )
+    p.add_argument(
+        "--http", default=None, metavar="HOST:PORT", help="the last node serves the web app here"
     )
     p.set_defaults(func=cmd_devnet)
 

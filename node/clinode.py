@@ -6,6 +6,7 @@ through the node's control interface (:mod:`node.controlclient`); with no node r
 """
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -18,9 +19,11 @@ import trio
 
 from node.config import ConfigError, NodeConfig, load_config
 from node.controlclient import ControlCallError, ControlClient, NodeNotRunning
-from node.home import PASSPHRASE_ENV, Home
+from node.home import PASSPHRASE_ENV, Home, HomeError, unlock_account
 from node.ledgerconfig import load_genesis, load_validator_key
-from node.run import run_node
+from node.run import Ready, run_node
+from protocol.accounts import AccountKey
+from storage.errors import WrongPassphrase
 from storage.keyfile import KeyFileError
 
 
@@ -76,6 +79,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
             control_port=args.control_port,
             metrics_port=args.metrics_port,
             upload_kib_per_s=args.upload_kib_per_s,
+            web=None if args.http is None else dataclasses.replace(config.web, http=args.http),
         )
     except ConfigError as exc:
         raise RemoteError(str(exc)) from exc
@@ -108,14 +112,48 @@ def cmd_node_run(
     except (ConfigError, KeyFileError) as exc:
         raise RemoteError(str(exc)) from exc
 
-    def ready(node: Any) -> None:
+    web_owner = _web_owner(home, config) if config.web.http else None
+
+    def ready(started: Ready) -> None:
         # One JSON line on stdout: scripts (and devnet) read the node's addresses here.
-        print(json.dumps({"peer_id": str(node.peer_id), "addrs": node.addrs()}), flush=True)
+        node = started.node
+        line = {"peer_id": str(node.peer_id), "addrs": node.addrs(), "web": started.web}
+        # The web app's sign-in address is the owner's key to it: here on stdout, never in
+        # the logs (stderr).
+        print(json.dumps(line), flush=True)
 
     trio.run(
-        lambda: run_node(home, config, on_ready=ready, genesis=genesis, validator_key=validator_key)
+        lambda: run_node(
+            home,
+            config,
+            on_ready=ready,
+            genesis=genesis,
+            validator_key=validator_key,
+            web_owner=web_owner,
+        )
     )
     return 0
+
+
+def _web_owner(home: Home, config: NodeConfig) -> AccountKey | None:
+    """The home's default account, unlocked for the web app's owner: passphrase from
+    TOKTOK_PASSPHRASE or the terminal. None (a read-only app) without either."""
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase is None:
+        if not sys.stdin.isatty():
+            print(
+                f"web app: read-only (set {PASSPHRASE_ENV} to let the owner act from it)",
+                file=sys.stderr,
+            )
+            return None
+        passphrase = getpass.getpass("passphrase of the node's account (for the web app): ")
+    stores = home.open(quota_bytes=config.quota_mb * 1024 * 1024)
+    try:
+        return unlock_account(stores, passphrase)
+    except (HomeError, WrongPassphrase) as exc:
+        raise RemoteError(f"web app: {exc}") from exc
+    finally:
+        stores.close()
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -124,3 +162,6 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control-port", type=int, default=None)
     p.add_argument("--metrics-port", type=int, default=None)
     p.add_argument("--upload-kib-per-s", type=int, default=None, help="cap on bytes served")
+    p.add_argument(
+        "--http", default=None, metavar="HOST:PORT", help="serve the web app (127.0.0.1:8080)"
+    )

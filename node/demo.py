@@ -7,7 +7,8 @@ seed the video. Once the network is up the demo shows, through the nodes' contro
 interfaces (a running node holds its store, so nothing else opens it), what n2 is
 connected to, n3 fetching the video and what n3 then holds, n3 tipping the creator in
 platform tokens (n1 to n4 are the ledger's validators), and prints what to try and how to
-stop.
+stop. n4 serves the web app (``--http``, default 127.0.0.1:8080): the demo prints its
+sign-in address, to open in a browser.
 
 The demo home (default ``.demo-home``) is deleted and made again on every run, but only
 when an earlier run marked it as its own (:data:`DEMO_MARKER`): ``make demo
@@ -28,6 +29,8 @@ from node.home import PASSPHRASE_ENV
 DEMO_MARKER = ".toktok-demo"
 """A file the demo writes into its home, so a later run knows the directory is its own."""
 DEMO_NODES = 4
+DEMO_HTTP = "127.0.0.1:8080"
+"""Where the last node of the demo serves the web app."""
 DEVNET_DIR = "devnet"
 
 
@@ -85,6 +88,7 @@ def tour(nodes: list[devnet.DevnetNode], video: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=Path(".demo-home"))
+    parser.add_argument("--http", default=DEMO_HTTP, help="where the web app listens")
     args = parser.parse_args()
     try:
         fresh_home(args.home)
@@ -96,6 +100,7 @@ def main() -> None:
         sample=True,
         passphrase=devnet.passphrase_from_env(),
         json_lines=False,
+        http=args.http,
     )
     try:
         status = devnet.run(options, on_ready=tour)

@@ -141,6 +141,8 @@ class DevnetOptions:
     """Passed to every node's ``--log-level``."""
     json_lines: bool = True
     """Print the ready and stopped lines on stdout (make demo leaves them out)."""
+    http: str | None = None
+    """HOST:PORT where the last node serves the web app; None: no web app."""
 
 
 @dataclass
@@ -156,6 +158,8 @@ class DevnetNode:
     peer_id: str = ""
     addr: str = ""
     control_port: int = 0
+    web: str | None = None
+    """The web app's sign-in address, when this node serves it."""
 
     def client(self) -> ControlClient:
         return ControlClient.from_home(self.home)
@@ -171,6 +175,7 @@ class DevnetNode:
             "peer_id": self.peer_id,
             "addr": self.addr,
             "control_port": self.control_port,
+            "web": self.web,
             "pid": self.proc.pid,
             "log": str(self.log),
         }
@@ -493,7 +498,10 @@ def _bring_up(
     _wait_ready(nodes[0], signals)
     for name, port in zip(names[1:], ports[1:], strict=True):
         bootstrap = [nodes[0].addr]
-        nodes.append(_spawn(directory, name, port, bootstrap, options.log_level, passphrase))
+        web = options.http if name == names[-1] else None
+        nodes.append(
+            _spawn(directory, name, port, bootstrap, options.log_level, passphrase, web)
+        )
     # The sample is written while the other nodes start.
     sample = _write_sample(directory / SAMPLE_FILE, signals) if options.sample else None
     for node in nodes[1:]:
@@ -513,6 +521,7 @@ def _spawn(
     bootstrap: list[str],
     log_level: str | None,
     passphrase: str,
+    http: str | None = None,
 ) -> DevnetNode:
     home = directory / name
     role = "node" if bootstrap else "bootstrap"
@@ -522,6 +531,8 @@ def _spawn(
     args += [role, "run", "--listen", f"/ip4/{HOST}/tcp/{port}"]
     for addr in bootstrap:
         args += ["--bootstrap", addr]
+    if http is not None:
+        args += ["--http", http]
     log = directory / LOG_DIR / f"{name}.log"
     env = dict(os.environ)
     env.pop("TOKTOK_HOME", None)
@@ -574,6 +585,7 @@ def _wait_ready(node: DevnetNode, signals: Signals) -> None:
     try:
         info = json.loads(line)
         node.peer_id, node.addr = str(info["peer_id"]), str(info["addrs"][0])
+        node.web = info.get("web")
         node.control_port = node.client().info.port
     except (ValueError, KeyError, IndexError, TypeError, ControlClientError) as exc:
         raise DevnetError(f"{node.name} started, but its ready line is odd: {line!r}") from exc
@@ -808,6 +820,9 @@ def _announce(
     if video is not None:
         lines.insert(0, f"sample video {video} (published on {nodes[0].name})")
         lines.append(f"  {toktok} --home {relative(last.home)} fetch {video[:16]}")
+    for node in nodes:
+        if node.web is not None:
+            lines.insert(0, f"web app of {node.name} (open it in a browser): {node.web}")
     if options.passphrase is None:
         lines.append(
             f"Accounts use the devnet passphrase (local test networks only): "

@@ -19,7 +19,7 @@ from node.ledgerview import parse_amount, resolve_token, token_json
 from node.offerbuy import BuyError, buy, quote
 from node.offers import OfferError, OfferTerms
 from protocol.accounts import account_to_text
-from protocol.kinds import Offer
+from protocol.kinds import Offer, offer_cost
 from protocol.ledger import TokenInfo
 from protocol.orders import AMOUNT_MAX, Swap
 from storage.errors import StoreError
@@ -114,13 +114,21 @@ def install_offer_routes(server: ControlServer, node: Node) -> None:
         }
 
     async def quote_route(params: dict[str, Any]) -> dict[str, Any]:
-        """The shop's live sequence number and stock, from the offer's node."""
+        """The shop's live sequence number and stock, from the offer's node; with
+        ``amount``, also what that many base units cost at the offer's price."""
         offer_id = offer_param(params)
+        priced: dict[str, int] = {}
+        if params.get("amount") is not None:
+            amount = parse_amount(params.get("amount"))
+            offer = node.stores.offers.get(offer_id)
+            if offer is None:
+                raise ControlError(f"no offer {offer_id.hex()} is known here", status=404)
+            priced = {"amount": amount, "cost": offer_cost(offer, amount)}
         try:
             answer = await quote(node, offer_id)
         except BuyError as exc:
             raise ControlError(str(exc)) from exc
-        return {"offer": offer_id.hex(), "seq": answer.seq, "stock": answer.stock}
+        return {"offer": offer_id.hex(), "seq": answer.seq, "stock": answer.stock, **priced}
 
     async def close(params: dict[str, Any]) -> dict[str, Any]:
         offer_id = offer_param(params)

@@ -34,6 +34,8 @@ class NodeProc:
     peer_id: str
     addrs: list[str]
     stderr_lines: list[str] = field(default_factory=list)
+    web: str | None = None
+    """The web app's sign-in address, for a node started with --http."""
 
     @property
     def addr(self) -> str:
@@ -111,7 +113,7 @@ def start_node(
         proc.stdout.close()
         raise AssertionError(f"node over {home} did not start:\n" + "".join(stderr_lines))
     info = json.loads(ready[0])
-    return NodeProc(home, proc, info["peer_id"], info["addrs"], stderr_lines)
+    return NodeProc(home, proc, info["peer_id"], info["addrs"], stderr_lines, info.get("web"))
 
 
 def _collect(stream: Any, lines: list[str]) -> None:

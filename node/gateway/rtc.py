@@ -143,7 +143,13 @@ def _check_offer(sdp: object) -> str:
         raise RtcRefused(f"sdp: at most {SDP_BYTES_MAX} bytes", 413)
     if not sdp.startswith("v=0") or "m=application" not in sdp:
         raise RtcRefused("sdp: an SDP offer with a data channel (m=application)", 400)
-    return sdp
+    # Browsers hide their addresses behind mDNS names (….local); aioice would spend a
+    # second failing to resolve them. Without them the browser's checks still reach our
+    # candidates, and its address is learnt from them (a peer-reflexive candidate).
+    lines = sdp.split("\r\n")
+    return "\r\n".join(
+        line for line in lines if not (line.startswith("a=candidate:") and ".local " in line)
+    )
 
 
 class RtcService:
