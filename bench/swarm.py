@@ -63,7 +63,6 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from rich.progress import Progress
 
@@ -80,13 +79,12 @@ from node.home import Home
 from protocol.cid import chunk_id
 from protocol.envelope import SignedMessage
 from protocol.kinds import CHUNK_BYTES_MAX, DURATION_MS_MAX, SEGMENTS_MAX
-from protocol.placement import should_seed
 from storage.chunks import PinReason
 from storage.kv import Batch
 from storage.messages import MessageLog
 from tests.cli_helpers import PASSPHRASE
 from tests.factories import account, sealed_manifest
-from tests.netharness import NodeProc, init_home, wait_for
+from tests.netharness import NodeProc, fetcher_home, node_peer_id, wait_for
 
 MB = 10**6
 RATIO_GOAL = 0.8
@@ -103,7 +101,6 @@ FOUR = 4
 CREATOR = account(0)
 READY_TIMEOUT_S = 60.0
 FETCH_TIMEOUT_S = 600.0
-NODE_KEY_TRIES = 200
 
 
 # ---------------------------------------------------------------------------- the video
@@ -135,29 +132,6 @@ def seeder_home(path: Path, message: SignedMessage, chunks: Sequence[bytes]) -> 
         if MessageLog(stores.kv).stage(batch, message):
             stores.kv.write(batch)
     return path
-
-
-def node_peer_id(home: Path) -> bytes:
-    """The binary libp2p peer id a node over ``home`` will have."""
-    seed = Home(home).node_key_path.read_bytes()
-    return bytes(ID.from_pubkey(create_new_key_pair(seed).public_key).to_bytes())
-
-
-def fetcher_home(path: Path, mid: bytes, seeders: Sequence[bytes]) -> Path:
-    """A fresh home whose node placement does not choose to seed video ``mid``.
-
-    Placement would have it fetch the video by itself as soon as it learns the manifest;
-    its node key is drawn again until it ranks below the seeders.
-    """
-    init_home(path, replicas=1)
-    key_path = Home(path).node_key_path
-    for _ in range(NODE_KEY_TRIES):
-        if not should_seed(node_peer_id(path), mid, seeders, 1):
-            return path
-        fd = os.open(key_path, os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-    raise RuntimeError(f"no node key out of {NODE_KEY_TRIES} ranks below the seeders")
 
 
 # ---------------------------------------------------------------------------- node cases

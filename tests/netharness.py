@@ -6,23 +6,29 @@ on conditions read from the nodes, with a deadline, never on a fixed sleep.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+
 from node.config import NodeConfig, write_config
 from node.controlclient import ControlClient
 from node.home import Home
+from protocol.placement import should_seed
 from tests.cli_helpers import PASSPHRASE, toktok_env
 
 READY_TIMEOUT_S = 30.0
+NODE_KEY_TRIES = 1000
 
 
 @dataclass
@@ -75,6 +81,29 @@ def init_home(path: Path, name: str = "default", **settings: Any) -> Path:
     Home(path).init(account_name=name, passphrase=PASSPHRASE)
     write_config(path, NodeConfig().override(**settings))
     return path
+
+
+def node_peer_id(home: Path) -> bytes:
+    """The binary libp2p peer id a node over ``home`` will have."""
+    seed = Home(home).node_key_path.read_bytes()
+    return bytes(ID.from_pubkey(create_new_key_pair(seed).public_key).to_bytes())
+
+
+def fetcher_home(path: Path, mid: bytes, seeders: Sequence[bytes]) -> Path:
+    """A fresh home whose node placement does not choose to seed video ``mid``.
+
+    Placement would have it fetch the video by itself as soon as it learns the manifest;
+    its node key is drawn again until it ranks below the seeders.
+    """
+    init_home(path, replicas=1)
+    key_path = Home(path).node_key_path
+    for _ in range(NODE_KEY_TRIES):
+        if not should_seed(node_peer_id(path), mid, seeders, 1):
+            return path
+        fd = os.open(key_path, os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    raise RuntimeError(f"no node key out of {NODE_KEY_TRIES} ranks below the seeders")
 
 
 def start_node(

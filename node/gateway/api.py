@@ -388,10 +388,7 @@ class Gateway:
             "peers": await self._call("peers", {}),
             "seeding": [_held(v) for v in held["videos"] if v["chunks_held"]],
             "rtc": None if self._rtc is None else self._rtc.stats(),
-            "segments": {
-                "served_bytes": self._source.served_bytes,
-                "fetched_on_demand": self._source.fetched_on_demand,
-            },
+            "segments": self._source.stats(),
         }
 
     # -- writes --------------------------------------------------------------------------

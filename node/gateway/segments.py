@@ -78,7 +78,20 @@ class SegmentSource:
         self._node = node
         self._downloads: dict[tuple[bytes, str], _Download] = {}
         self.served_bytes = 0
+        self.downloads_started = 0
+        self.downloads_failed = 0
         self.fetched_on_demand = 0
+        """Renditions downloaded whole on demand."""
+
+    def stats(self) -> dict[str, int]:
+        """The counters, for the node page."""
+        return {
+            "served_bytes": self.served_bytes,
+            "downloads_started": self.downloads_started,
+            "downloads_failed": self.downloads_failed,
+            "fetched_on_demand": self.fetched_on_demand,
+            "downloading": sum(1 for d in self._downloads.values() if not d.done),
+        }
 
     def manifest(self, mid: bytes) -> VideoManifest:
         """The stored manifest ``mid``. Raises SegmentError 404 when it is not held."""
@@ -149,6 +162,7 @@ class SegmentSource:
         if running >= DOWNLOADS_MAX:
             raise SegmentError(f"{DOWNLOADS_MAX} downloads are running: try again soon", 503)
         download = self._downloads[key] = _Download()
+        self.downloads_started += 1
         playhead = max(place.index, 0) if place.rendition is not None else 0
         self._node.nursery.start_soon(self._run, mid, manifest, rendition, playhead, download)
         return download
@@ -175,6 +189,7 @@ class SegmentSource:
             self.fetched_on_demand += 1
         except (SwarmError, StoreError) as exc:
             d.error = str(exc)
+            self.downloads_failed += 1
             log.info("on-demand fetch failed", extra={"id": mid.hex(), "error": str(exc)})
         finally:
             d.done = True

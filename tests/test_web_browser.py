@@ -1,0 +1,208 @@
+"""The web app end to end in a real browser: Debian's chromium, headless, on a small network.
+
+Node A publishes a video; node B, which serves the web app (``--http``), holds only its
+manifest (``replicas = 1``: placement picks a third node, C, to seed it), so the first
+play fetches the chunks from the network on demand. The page signs in with the address B printed, opens the feed,
+plays the video (the chunks verified in the page against the signed manifest), seeks to the
+middle, likes it and follows its creator from the page; the test reads B's state to see
+both. Then a page whose data channel flips a byte of a segment, and one whose envelope is
+altered, must refuse to play.
+"""
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser import chromium
+from tests.cli_helpers import toktok
+from tests.netharness import (
+    NodeProc,
+    fetcher_home,
+    init_home,
+    node_peer_id,
+    start_node,
+    wait_for,
+)
+
+GUARD_S = 60
+SECONDS = 12
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("web") / "sample.mp4"
+    toktok(
+        path.parent / "unused", "sample", str(path), "--seconds", str(SECONDS), "--height", "360"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def net(
+    tmp_path_factory: pytest.TempPathFactory, sample: Path
+) -> Iterator[tuple[NodeProc, NodeProc, str]]:
+    root = tmp_path_factory.mktemp("webnet")
+    nodes: list[NodeProc] = []
+    try:
+        a = start_node(init_home(root / "a", replicas=1), role="bootstrap")
+        nodes.append(a)
+        out = toktok(a.home, "publish", str(sample), "--title", "browser test")
+        video = out.stdout.strip().splitlines()[-1]
+        # Placement leaves out the creator's node and picks one seeder: C, whose node key
+        # ranks above B's for this video.
+        c = start_node(init_home(root / "c", replicas=1), bootstrap=[a.addr])
+        nodes.append(c)
+        b_home = fetcher_home(root / "b", bytes.fromhex(video), [node_peer_id(c.home)])
+        b = start_node(b_home, bootstrap=[a.addr], extra=["--http", "127.0.0.1:0"])
+        nodes.append(b)
+        wait_for(lambda: _api(b, f"/api/videos/{video}"), timeout_s=30, what="the manifest on B")
+        yield a, b, video
+    finally:
+        for node in nodes:
+            try:
+                node.stop(timeout_s=10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+
+
+def _base(node: NodeProc) -> str:
+    assert node.web is not None, "the node was started without --http"
+    return node.web.split("#", 1)[0]
+
+
+def _api(node: NodeProc, path: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(_base(node).rstrip("/") + path, timeout=5) as reply:
+            value: dict[str, Any] = json.load(reply)
+            return value
+    except OSError:
+        return None
+
+
+def _player(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate("() => window.toktok && window.toktok.player || null")
+    return state or {}
+
+
+def _until(page: Page, script: str, what: str, timeout_s: float = GUARD_S) -> Any:
+    """Poll ``script`` (a function expression) in the page until it returns something true.
+    The page's CSP forbids eval, so Playwright's wait_for_function cannot be used."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = page.evaluate(script)
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {what}: {_player(page)}")
+
+
+def test_watch_seek_like_and_follow_in_chromium(
+    net: tuple[NodeProc, NodeProc, str], tmp_path: Path
+) -> None:
+    a, b, video = net
+    creator = _api(b, f"/api/videos/{video}")["video"]["author"]  # type: ignore[index]
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(b.web or "")
+        page.locator('[data-testid="signin-state"]').filter(has_text="signed in").wait_for()
+        assert "#signin" not in page.url  # the token left the address bar
+        page.goto(_base(b) + "#/feed")
+        item = page.locator(f'[data-testid="feed-item"][data-video="{video}"]')
+        item.first.click()
+        _until(page, "() => document.querySelector('video').currentTime > 1", "playback")
+        state = _player(page)
+        assert state["video"] == video and not state["errors"]
+        assert state["marks"]["click"] is not None and state["marks"]["firstFrame"] is not None
+
+        # Seek to the middle: playback goes on from there.
+        middle = SECONDS / 2
+        page.evaluate(f"() => {{ document.querySelector('video').currentTime = {middle} }}")
+        _until(
+            page,
+            f"() => document.querySelector('video').currentTime > {middle + 1}",
+            "playback after the seek",
+        )
+        assert _player(page)["marks"]["seeked"] is not None
+
+        page.locator('[data-testid="like-button"]').click()
+        wait_for(
+            lambda: (_api(b, f"/api/videos/{video}") or {}).get("liked"),
+            timeout_s=20,
+            what="the like in B's state",
+        )
+        page.locator('[data-testid="follow-button"]').click()
+        wait_for(
+            lambda: creator in b.call("following")["following"],
+            timeout_s=20,
+            what="the follow in B's state",
+        )
+        shot = tmp_path / "watch.png"
+        page.screenshot(path=str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # B held no chunk of the video: what played, it fetched from A on demand.
+        node = _api(b, "/api/node") or {}
+        assert node["segments"]["downloads_started"] >= 1
+        page.close()
+
+
+# Flips the last byte of the first frame of the second chunk the page asks for (the first
+# media segment; the first is the init segment), in place, before the player sees it.
+TAMPER_SEGMENT = """
+(() => {
+  const create = RTCPeerConnection.prototype.createDataChannel
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = create.apply(this, args)
+    const seen = []
+    channel.addEventListener('message', (event) => {
+      if (typeof event.data === 'string') return
+      const bytes = new Uint8Array(event.data)
+      const id = new DataView(event.data).getUint32(0)
+      if (!seen.includes(id)) {
+        seen.push(id)
+        if (seen.length === 2) bytes[bytes.length - 1] ^= 0xff
+      }
+    })
+    return channel
+  }
+})()
+"""
+
+
+def test_page_refuses_a_tampered_segment(net: tuple[NodeProc, NodeProc, str]) -> None:
+    _, b, video = net
+    with chromium() as browser:
+        page = browser.new_page()
+        page.add_init_script(TAMPER_SEGMENT)
+        page.goto(_base(b) + f"#/watch/{video}")
+        error = page.locator('[data-testid="player-error"]')
+        error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
+        state = _player(page)
+        assert any("failed verification" in e for e in state["errors"])
+        assert state["appended"] == 0
+        assert page.evaluate("() => document.querySelector('video').currentTime") == 0
+        page.close()
+
+
+def test_page_refuses_an_altered_envelope(net: tuple[NodeProc, NodeProc, str]) -> None:
+    _, b, video = net
+    with chromium() as browser:
+        page = browser.new_page()
+
+        def alter(route: Any) -> None:
+            body = bytearray(route.fetch().body())
+            body[-1] ^= 0x01
+            route.fulfill(status=200, body=bytes(body), content_type="application/octet-stream")
+
+        page.route(f"**/api/videos/{video}/envelope", alter)
+        page.goto(_base(b) + f"#/watch/{video}")
+        error = page.locator('[data-testid="player-error"]')
+        error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
+        assert _player(page).get("appended", 0) == 0
+        page.close()
