@@ -2,11 +2,11 @@
 
 Node A publishes a video; node B, which serves the web app (``--http``), holds only its
 manifest (``replicas = 1``: placement picks a third node, C, to seed it), so the first
-play fetches the chunks from the network on demand. The page signs in with the address B printed, opens the feed,
-plays the video (the chunks verified in the page against the signed manifest), seeks to the
-middle, likes it and follows its creator from the page; the test reads B's state to see
-both. Then a page whose data channel flips a byte of a segment, and one whose envelope is
-altered, must refuse to play.
+play fetches the chunks from the network on demand. The page signs in with the address B
+printed, opens the feed, plays the video (the chunks verified in the page against the
+signed manifest), seeks to the middle, likes it and follows its creator from the page;
+the test reads B's state to see both. Then a page whose data channel flips a byte of a
+segment, and one whose envelope is altered, must refuse to play.
 """
 
 import json
@@ -106,7 +106,7 @@ def _until(page: Page, script: str, what: str, timeout_s: float = GUARD_S) -> An
 def test_watch_seek_like_and_follow_in_chromium(
     net: tuple[NodeProc, NodeProc, str], tmp_path: Path
 ) -> None:
-    a, b, video = net
+    _, b, video = net
     creator = _api(b, f"/api/videos/{video}")["video"]["author"]  # type: ignore[index]
     with chromium() as browser:
         page = browser.new_page()
