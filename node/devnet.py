@@ -499,9 +499,7 @@ def _bring_up(
     for name, port in zip(names[1:], ports[1:], strict=True):
         bootstrap = [nodes[0].addr]
         web = options.http if name == names[-1] else None
-        nodes.append(
-            _spawn(directory, name, port, bootstrap, options.log_level, passphrase, web)
-        )
+        nodes.append(_spawn(directory, name, port, bootstrap, options.log_level, passphrase, web))
     # The sample is written while the other nodes start.
     sample = _write_sample(directory / SAMPLE_FILE, signals) if options.sample else None
     for node in nodes[1:]:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 import trio
@@ -142,7 +143,7 @@ async def test_chunks_arrive_whole_and_verified(bridge: Bridge) -> None:
     with trio.fail_after(GUARD_S):
         client = await connect(bridge, rtc)
         for rid, data in enumerate(chunks):
-            got = await bridge.run_asyncio(lambda r=rid, d=data: client.chunk(r, VIDEO, cid_of(d)))
+            got = await bridge.run_asyncio(partial(client.chunk, rid, VIDEO, cid_of(data)))
             assert got == data
         stats = rtc.stats()
         assert stats["chunks_sent"] == len(chunks)
@@ -169,7 +170,7 @@ async def test_refusals_on_the_channel(bridge: Bridge) -> None:
             ('{"id": 6, "video": "' + VIDEO.hex() + '", "cid": "ab"}', "cid:"),
         ):
             before = len(client.texts)
-            await bridge.run_asyncio(lambda t=text: _send(client, t))
+            await bridge.run_asyncio(partial(_send, client, text))
             await _until(bridge, lambda b=before: len(client.texts) > b)
             assert reason in str(client.texts[-1]["error"])
         # More requests in flight than allowed: the extra one is refused at once.
