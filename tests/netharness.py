@@ -89,13 +89,14 @@ def node_peer_id(home: Path) -> bytes:
     return bytes(ID.from_pubkey(create_new_key_pair(seed).public_key).to_bytes())
 
 
-def fetcher_home(path: Path, mid: bytes, seeders: Sequence[bytes]) -> Path:
-    """A fresh home whose node placement does not choose to seed video ``mid``.
+def fetcher_home(path: Path, mid: bytes, seeders: Sequence[bytes], **settings: Any) -> Path:
+    """A fresh home (``replicas = 1``, and ``settings``) whose node placement does not
+    choose to seed video ``mid``.
 
     Placement would have it fetch the video by itself as soon as it learns the manifest;
     its node key is drawn again until it ranks below the seeders.
     """
-    init_home(path, replicas=1)
+    init_home(path, replicas=1, **settings)
     key_path = Home(path).node_key_path
     for _ in range(NODE_KEY_TRIES):
         if not should_seed(node_peer_id(path), mid, seeders, 1):
