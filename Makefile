@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/feed.py
+	$(BIN)/python bench/webrtc.py
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:

@@ -42,12 +42,9 @@ import argparse
 import base64
 import json
 import statistics
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from playwright.sync_api import Page
@@ -57,62 +54,23 @@ from bench.idle import cpu_seconds, machine_cpu_s, measured
 from node.config import WebConfig
 from tests.browser import chromium
 from tests.cli_helpers import toktok
-from tests.netharness import (
-    NodeProc,
-    fetcher_home,
-    init_home,
-    node_peer_id,
-    start_node,
-    wait_for,
-)
+from tests.webnet import WebNet, web_network
 
 VIEWERS_JS = Path(__file__).with_name("webrtc_viewers.js")
 PAGE_TIMEOUT_S = 60.0
 THROUGHPUT_REPEATS = 5
 
 
-@dataclass
-class Net:
-    a: NodeProc
-    b: NodeProc
-    c: NodeProc
-    video: str
-    base: str
-
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path.lstrip("/"), timeout=10) as reply:
-            return json.load(reply)
-
-
 @contextmanager
-def network(folder: Path, args: argparse.Namespace, bar: Progress) -> Iterator[Net]:
+def network(folder: Path, args: argparse.Namespace, bar: Progress) -> Iterator[WebNet]:
     sample = folder / "sample.mp4"
     task = bar.add_task("sample video and nodes", total=None)
     toktok(folder / "unused", "sample", str(sample), "--seconds", str(args.seconds))
-    nodes: list[NodeProc] = []
-    try:
-        a = start_node(init_home(folder / "a", replicas=1), role="bootstrap")
-        nodes.append(a)
-        out = toktok(a.home, "publish", str(sample), "--title", "webrtc bench")
-        video = out.stdout.strip().splitlines()[-1]
-        c = start_node(init_home(folder / "c", replicas=1), bootstrap=[a.addr])
-        nodes.append(c)
-        web = WebConfig(peer_connections_max=256, peer_connections_per_client_max=256)
-        seeder = node_peer_id(c.home)
-        b_home = fetcher_home(folder / "b", bytes.fromhex(video), [seeder], web=web)
-        b = start_node(b_home, bootstrap=[a.addr], extra=["--http", "127.0.0.1:0"])
-        nodes.append(b)
-        assert b.web is not None
-        net = Net(a, b, c, video, b.web.split("#", 1)[0])
-        wait_for(lambda: net.api(f"/api/videos/{video}"), timeout_s=30, what="the manifest")
+    # Every viewer of the bench comes from one page, so from one client address.
+    web = WebConfig(peer_connections_max=256, peer_connections_per_client_max=256)
+    with web_network(folder, sample, web=web) as net:
         bar.update(task, total=1, completed=1)
         yield net
-    finally:
-        for node in nodes:
-            try:
-                node.stop(timeout_s=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
 
 
 def until(page: Page, script: str, what: str, timeout_s: float = PAGE_TIMEOUT_S) -> Any:
@@ -132,7 +90,7 @@ def marks(page: Page) -> dict[str, float | None]:
     return value
 
 
-def first_frames(net: Net, page: Page, rounds: int, bar: Progress) -> dict[str, Any]:
+def first_frames(net: WebNet, page: Page, rounds: int, bar: Progress) -> dict[str, Any]:
     task = bar.add_task("first frame (click, load) and seeks", total=rounds)
     click_ms: list[float] = []
     load_ms: list[float] = []
@@ -173,7 +131,7 @@ def first_frames(net: Net, page: Page, rounds: int, bar: Progress) -> dict[str, 
     }
 
 
-def chunk_cids(net: Net, rendition: str | None = None) -> tuple[list[str], int]:
+def chunk_cids(net: WebNet, rendition: str | None = None) -> tuple[list[str], int]:
     """The video's chunk cids in hex (one rendition, or all) and their total bytes."""
     video = net.api(f"/api/videos/{net.video}")["video"]
     cids: list[str] = []
@@ -193,7 +151,7 @@ def _cid_hex(text: str) -> str:
     return base64.b32decode(body + "=" * (-len(body) % 8)).hex()
 
 
-def throughput(net: Net, page: Page, passes: int, bar: Progress) -> dict[str, Any]:
+def throughput(net: WebNet, page: Page, passes: int, bar: Progress) -> dict[str, Any]:
     task = bar.add_task("data channel MB/s", total=passes)
     cids, total = chunk_cids(net)
     # The video several times over: long enough that the channel's ramp-up counts little.
@@ -210,7 +168,7 @@ def throughput(net: Net, page: Page, passes: int, bar: Progress) -> dict[str, An
     return {"datachannel_mb_per_s": _median(rates), "datachannel_bytes": total}
 
 
-def viewers(net: Net, page: Page, args: argparse.Namespace, bar: Progress) -> dict[str, Any]:
+def viewers(net: WebNet, page: Page, args: argparse.Namespace, bar: Progress) -> dict[str, Any]:
     counts = [int(n) for n in args.viewers.split(",")]
     task = bar.add_task("concurrent viewers", total=len(counts))
     cids, _ = chunk_cids(net, "720p")

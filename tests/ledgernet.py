@@ -6,7 +6,6 @@ first ``validators`` nodes at a validator key each, and starts them all (node 0 
 bootstrap node). It waits until every node has a link to every running validator.
 """
 
-import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -17,7 +16,7 @@ from node.config import CONFIG_FILE, NodeConfig, write_config
 from node.home import Home, default_account
 from protocol.accounts import account_to_text
 from tests.cli_helpers import PASSPHRASE, toktok
-from tests.netharness import NodeProc, init_home, start_node, wait_for
+from tests.netharness import NodeProc, init_home, start_node, stop_all, wait_for
 
 ALLOCATION = 1_000_000_000
 
@@ -105,11 +104,7 @@ def ledger_network(
             )
         yield nodes
     finally:
-        for node in nodes:
-            try:
-                node.stop(timeout_s=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_all(nodes)
 
 
 def transfer(node: NodeProc, to: str, amount: int, **params: Any) -> dict[str, Any]:

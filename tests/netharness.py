@@ -184,11 +184,16 @@ def network(
             nodes.append(start_node(home, bootstrap=[first.addr], env=env))
         yield nodes
     finally:
-        for node in nodes:
-            try:
-                node.stop(timeout_s=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_all(nodes)
+
+
+def stop_all(nodes: list[NodeProc]) -> None:
+    """Stop every node (SIGTERM, then SIGKILL for one that takes over 10 s)."""
+    for node in nodes:
+        try:
+            node.stop(timeout_s=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
 
 
 def video_ids(node: NodeProc) -> set[str]:

@@ -51,3 +51,17 @@ def test_simulation_has_no_network_runtime() -> None:
     for path in modules("simulation"):
         found = imports_of(path) & NO_NETWORK_RUNTIME
         assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
+
+
+# aiortc is asyncio's; trio owns the node's thread. Only the bridge and the WebRTC service
+# that runs on its loop may touch asyncio (docs/api.md, "Inside the node").
+ASYNCIO_WORLD = {"asyncio", "aiortc", "aioice"}
+ASYNCIO_ALLOWED = {"node/gateway/bridge.py", "node/gateway/rtc.py"}
+
+
+@pytest.mark.parametrize("layer", sorted(PROJECT))
+def test_only_the_bridge_touches_asyncio(layer: str) -> None:
+    for path in modules(layer):
+        name = str(path.relative_to(ROOT))
+        found = imports_of(path) & ASYNCIO_WORLD
+        assert name in ASYNCIO_ALLOWED or not found, f"{name} imports {sorted(found)}"

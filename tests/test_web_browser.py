@@ -9,10 +9,7 @@ the test reads B's state to see both. Then a page whose data channel flips a byt
 segment, and one whose envelope is altered, must refuse to play.
 """
 
-import json
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +19,8 @@ from playwright.sync_api import Page
 
 from tests.browser import chromium
 from tests.cli_helpers import toktok
-from tests.netharness import (
-    NodeProc,
-    fetcher_home,
-    init_home,
-    node_peer_id,
-    start_node,
-    wait_for,
-)
+from tests.netharness import wait_for
+from tests.webnet import WebNet, web_network
 
 GUARD_S = 60
 SECONDS = 12
@@ -45,43 +36,14 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def net(
-    tmp_path_factory: pytest.TempPathFactory, sample: Path
-) -> Iterator[tuple[NodeProc, NodeProc, str]]:
-    root = tmp_path_factory.mktemp("webnet")
-    nodes: list[NodeProc] = []
+def net(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Iterator[WebNet]:
+    with web_network(tmp_path_factory.mktemp("webnet"), sample) as net:
+        yield net
+
+
+def _api(net: WebNet, path: str) -> Any:
     try:
-        a = start_node(init_home(root / "a", replicas=1), role="bootstrap")
-        nodes.append(a)
-        out = toktok(a.home, "publish", str(sample), "--title", "browser test")
-        video = out.stdout.strip().splitlines()[-1]
-        # Placement leaves out the creator's node and picks one seeder: C, whose node key
-        # ranks above B's for this video.
-        c = start_node(init_home(root / "c", replicas=1), bootstrap=[a.addr])
-        nodes.append(c)
-        b_home = fetcher_home(root / "b", bytes.fromhex(video), [node_peer_id(c.home)])
-        b = start_node(b_home, bootstrap=[a.addr], extra=["--http", "127.0.0.1:0"])
-        nodes.append(b)
-        wait_for(lambda: _api(b, f"/api/videos/{video}"), timeout_s=30, what="the manifest on B")
-        yield a, b, video
-    finally:
-        for node in nodes:
-            try:
-                node.stop(timeout_s=10)
-            except subprocess.TimeoutExpired:
-                node.kill()
-
-
-def _base(node: NodeProc) -> str:
-    assert node.web is not None, "the node was started without --http"
-    return node.web.split("#", 1)[0]
-
-
-def _api(node: NodeProc, path: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(_base(node).rstrip("/") + path, timeout=5) as reply:
-            value: dict[str, Any] = json.load(reply)
-            return value
+        return net.api(path)
     except OSError:
         return None
 
@@ -103,17 +65,15 @@ def _until(page: Page, script: str, what: str, timeout_s: float = GUARD_S) -> An
     raise AssertionError(f"timed out waiting for {what}: {_player(page)}")
 
 
-def test_watch_seek_like_and_follow_in_chromium(
-    net: tuple[NodeProc, NodeProc, str], tmp_path: Path
-) -> None:
-    _, b, video = net
-    creator = _api(b, f"/api/videos/{video}")["video"]["author"]  # type: ignore[index]
+def test_watch_seek_like_and_follow_in_chromium(net: WebNet, tmp_path: Path) -> None:
+    b, video = net.b, net.video
+    creator = _api(net, f"/api/videos/{video}")["video"]["author"]
     with chromium() as browser:
         page = browser.new_page()
         page.goto(b.web or "")
         page.locator('[data-testid="signin-state"]').filter(has_text="signed in").wait_for()
         assert "#signin" not in page.url  # the token left the address bar
-        page.goto(_base(b) + "#/feed")
+        page.goto(net.base + "#/feed")
         item = page.locator(f'[data-testid="feed-item"][data-video="{video}"]')
         item.first.click()
         _until(page, "() => document.querySelector('video').currentTime > 1", "playback")
@@ -133,7 +93,7 @@ def test_watch_seek_like_and_follow_in_chromium(
 
         page.locator('[data-testid="like-button"]').click()
         wait_for(
-            lambda: (_api(b, f"/api/videos/{video}") or {}).get("liked"),
+            lambda: (_api(net, f"/api/videos/{video}") or {}).get("liked"),
             timeout_s=20,
             what="the like in B's state",
         )
@@ -147,7 +107,7 @@ def test_watch_seek_like_and_follow_in_chromium(
         page.screenshot(path=str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         # B held no chunk of the video: what played, it fetched from A on demand.
-        node = _api(b, "/api/node") or {}
+        node = _api(net, "/api/node") or {}
         assert node["segments"]["downloads_started"] >= 1
         page.close()
 
@@ -175,12 +135,12 @@ TAMPER_SEGMENT = """
 """
 
 
-def test_page_refuses_a_tampered_segment(net: tuple[NodeProc, NodeProc, str]) -> None:
-    _, b, video = net
+def test_page_refuses_a_tampered_segment(net: WebNet) -> None:
+    video = net.video
     with chromium() as browser:
         page = browser.new_page()
         page.add_init_script(TAMPER_SEGMENT)
-        page.goto(_base(b) + f"#/watch/{video}")
+        page.goto(net.base + f"#/watch/{video}")
         error = page.locator('[data-testid="player-error"]')
         error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
         state = _player(page)
@@ -190,8 +150,8 @@ def test_page_refuses_a_tampered_segment(net: tuple[NodeProc, NodeProc, str]) ->
         page.close()
 
 
-def test_page_refuses_an_altered_envelope(net: tuple[NodeProc, NodeProc, str]) -> None:
-    _, b, video = net
+def test_page_refuses_an_altered_envelope(net: WebNet) -> None:
+    video = net.video
     with chromium() as browser:
         page = browser.new_page()
 
@@ -201,8 +161,35 @@ def test_page_refuses_an_altered_envelope(net: tuple[NodeProc, NodeProc, str]) -
             route.fulfill(status=200, body=bytes(body), content_type="application/octet-stream")
 
         page.route(f"**/api/videos/{video}/envelope", alter)
-        page.goto(_base(b) + f"#/watch/{video}")
+        page.goto(net.base + f"#/watch/{video}")
         error = page.locator('[data-testid="player-error"]')
         error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
         assert _player(page).get("appended", 0) == 0
+        page.close()
+
+
+def test_upload_from_the_page(net: WebNet, sample: Path) -> None:
+    """The file goes up in pieces with a progress bar, ingest runs on B, and the new video
+    is B's own: listed, and playable from the link the page gives."""
+    b = net.b
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(b.web or "")
+        page.locator('[data-testid="signin-state"]').filter(has_text="signed in").wait_for()
+        page.goto(net.base + "#/upload")
+        page.locator('[data-testid="upload-file"]').set_input_files(str(sample))
+        page.locator('[data-testid="upload-title"]').fill("uploaded from chromium")
+        page.locator('[data-testid="upload-button"]').click()
+        link = page.locator('[data-testid="upload-link"]')
+        link.wait_for(timeout=GUARD_S * 1000)
+        assert (
+            page.evaluate("() => document.querySelector('[data-testid=upload-progress]').value")
+            == 1
+        )
+        video = link.get_attribute("href").rsplit("/", 1)[-1]  # type: ignore[union-attr]
+        listed = _api(net, f"/api/videos/{video}") or {}
+        assert listed["video"]["title"] == "uploaded from chromium"
+        link.click()
+        _until(page, "() => document.querySelector('video').currentTime > 1", "playback")
+        assert not _player(page)["errors"]
         page.close()
