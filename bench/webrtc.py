@@ -20,9 +20,11 @@ below C's). Debian's chromium, headless, driven by Playwright, is the browser.
   4 in flight, without decoding (bench/webrtc_viewers.js); bytes over time from the first
   request (the connection is up), median of ``--passes``.
 - **Concurrent viewers** (goal: >= 50): N simulated players on N peer connections in one
-  page, each draining its buffer at ``--bits-per-s`` (2 Mbit/s) for ``--viewer-seconds``
-  and asking for the next chunk while it holds under 10 s ahead; a stall is a buffer
-  running dry while playing. N rises through ``--viewers``; the figure is the largest N
+  page, joining ``--arrivals-per-s`` a second (10: fifty viewers arrive over 5 s), each
+  draining its buffer at ``--bits-per-s`` (2 Mbit/s) for ``--viewer-seconds`` (30) and
+  asking for the next chunk of the 720p rendition while it holds under 10 s ahead; it
+  starts playing at 2 s buffered, as the web app does after its first segment. A stall is
+  a buffer running dry while playing. N rises through ``--viewers``; the figure is the largest N
   with no stall and no error. B's CPU over each step, per viewer, is reported (cores used
   divided by N), beside what the whole machine used meanwhile (chromium runs the viewers
   on the same two cores).
@@ -182,6 +184,7 @@ def viewers(net: WebNet, page: Page, args: argparse.Namespace, bar: Progress) ->
                 "video": net.video,
                 "cids": cids,
                 "count": count,
+                "arrivalsPerS": args.arrivals_per_s,
                 "seconds": args.viewer_seconds,
                 "bitsPerS": args.bits_per_s,
                 "bufferS": 10,
@@ -255,7 +258,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--viewers", default="10,25,50,75,100", help="steps of viewers")
-    parser.add_argument("--viewer-seconds", type=float, default=20.0)
+    parser.add_argument("--viewer-seconds", type=float, default=30.0, help="each viewer's")
+    parser.add_argument("--arrivals-per-s", type=float, default=10.0, help="viewers joining")
     parser.add_argument("--bits-per-s", type=int, default=2_000_000)
     args = parser.parse_args()
     result = measured("webrtc", args, measure)

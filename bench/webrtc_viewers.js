@@ -5,8 +5,8 @@
 //
 //   throughput({video, cids, inFlight}): one connection fetches every chunk in `cids`,
 //     `inFlight` at a time; returns {bytes, ms, connectMs}.
-//   viewers({video, cids, count, seconds, bitsPerS, bufferS, startS}): `count`
-//     connections, each a simulated player draining its buffer at `bitsPerS` (a chunk of
+//   viewers({video, cids, count, arrivalsPerS, seconds, bitsPerS, bufferS, startS}):
+//     `count` connections opened `arrivalsPerS` a second, each a simulated player draining its buffer at `bitsPerS` (a chunk of
 //     B bytes holds B*8/bitsPerS seconds of playback), asking for the next chunk (cycling
 //     through `cids`) while it holds less than `bufferS` seconds ahead, and playing once
 //     `startS` seconds are buffered. A stall is the buffer running dry while playing.
@@ -143,8 +143,8 @@
     const all = [];
     for (let i = 0; i < args.count; i++) {
       all.push(viewer(args));
-      // Connections are set up a few at a time, as people arrive.
-      if (i % 5 === 4) await new Promise((r) => setTimeout(r, 100));
+      // People arrive `arrivalsPerS` a second, each then watching for `seconds`.
+      await new Promise((r) => setTimeout(r, 1000 / args.arrivalsPerS));
     }
     return Promise.all(all);
   }

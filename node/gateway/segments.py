@@ -7,6 +7,7 @@ not wait for the beginning), its chunks verified and pinned as watched like any
 """
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import trio
@@ -24,6 +25,9 @@ CHUNK_WAIT_S = 30.0
 """How long a request waits for a chunk being fetched before it is answered 504."""
 DOWNLOADS_MAX = 8
 """On-demand downloads at once, over all viewers."""
+CACHE_BYTES_MAX = 64 * 1024 * 1024
+"""Chunks served lately, kept verified in memory: many viewers of one video (the popular
+case) then cost one read and one hash per chunk, not one each."""
 
 
 class SegmentError(Exception):
@@ -71,17 +75,44 @@ class _Download:
         self.changed = trio.Event()
 
 
+class _ChunkCache:
+    """Verified chunk bytes by cid, least recently used out first, at most ``bytes_max``.
+    Content ids name immutable bytes, so an entry is never stale."""
+
+    def __init__(self, bytes_max: int) -> None:
+        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes_max = bytes_max
+        self.bytes = 0
+
+    def get(self, cid: bytes) -> bytes | None:
+        data = self._entries.get(cid)
+        if data is not None:
+            self._entries.move_to_end(cid)
+        return data
+
+    def put(self, cid: bytes, data: bytes) -> None:
+        if len(data) > self._bytes_max or cid in self._entries:
+            return
+        self._entries[cid] = data
+        self.bytes += len(data)
+        while self.bytes > self._bytes_max:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= len(old)
+
+
 class SegmentSource:
     """Manifest envelopes and chunks for the web gateway (trio side)."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
         self._downloads: dict[tuple[bytes, str], _Download] = {}
+        self._cache = _ChunkCache(CACHE_BYTES_MAX)
         self.served_bytes = 0
         self.downloads_started = 0
         self.downloads_failed = 0
         self.fetched_on_demand = 0
         """Renditions downloaded whole on demand."""
+        self.cache_hits = 0
 
     def stats(self) -> dict[str, int]:
         """The counters, for the node page."""
@@ -91,6 +122,8 @@ class SegmentSource:
             "downloads_failed": self.downloads_failed,
             "fetched_on_demand": self.fetched_on_demand,
             "downloading": sum(1 for d in self._downloads.values() if not d.done),
+            "cache_hits": self.cache_hits,
+            "cache_bytes": self._cache.bytes,
         }
 
     def manifest(self, mid: bytes) -> VideoManifest:
@@ -138,12 +171,17 @@ class SegmentSource:
         return stored
 
     async def _read(self, cid: bytes) -> bytes | None:
+        cached = self._cache.get(cid)
+        if cached is not None:
+            self.cache_hits += 1
+            return cached
         chunks = self._node.stores.chunks
         if not chunks.has(cid):
             return None
         try:
             # The read hashes the chunk (hashlib releases the GIL): off the event loop.
             data: bytes = await trio.to_thread.run_sync(chunks.get, cid)
+            self._cache.put(cid, data)
             return data
         except ChunkMissing:
             return None  # evicted between the two calls
