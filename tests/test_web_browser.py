@@ -103,6 +103,12 @@ def test_watch_seek_like_and_follow_in_chromium(net: WebNet, tmp_path: Path) -> 
             timeout_s=20,
             what="the follow in B's state",
         )
+        # Back on the feed, the video is in the ranked part now, with why it is there.
+        page.goto(net.base + "#/feed")
+        reasons = page.locator(f'[data-testid="feed-item"][data-video="{video}"] .reasons')
+        reasons.filter(has_text="you follow the creator").wait_for(timeout=GUARD_S * 1000)
+        page.go_back()
+        _until(page, "() => document.querySelector('video')?.currentTime > 0", "playback again")
         shot = tmp_path / "watch.png"
         page.screenshot(path=str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
