@@ -9,7 +9,7 @@ import base64
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +251,8 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
         rounded = round(fraction, 2)
         if rounded > last.get(phase, -1.0):
             last[phase] = rounded
-            with contextlib.suppress(trio.WouldBlock):
+            # A reader that went away (the CLI interrupted) must not stop the work.
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 send.send_nowait({"phase": phase, "fraction": rounded})
 
     async def work() -> None:
@@ -277,8 +278,19 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
             video = manifest_json(StoredManifest(message))
             await send.send({"result": {"id": message.id.hex(), "video": video}})
 
-    node.nursery.start_soon(work)
+    node.nursery.start_soon(_task_top, "publish", work)
     return receive
+
+
+async def _task_top(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run a call's background work in the node's nursery, where an escaping error would
+    stop the node: a reader that left is fine, anything else is a bug to log."""
+    try:
+        await work()
+    except trio.BrokenResourceError:
+        pass  # the caller stopped listening; the work itself was done or refused
+    except Exception as exc:
+        log.error("background call failed", exc_info=True, extra={"call": name, "error": repr(exc)})
 
 
 def _fetch(node: Node, mid: bytes) -> trio.MemoryReceiveChannel[dict[str, Any]]:
@@ -291,7 +303,7 @@ def _fetch(node: Node, mid: bytes) -> trio.MemoryReceiveChannel[dict[str, Any]]:
         fraction = round(held / max(total, 1), 2)
         if fraction > last[0]:
             last[0] = fraction
-            with contextlib.suppress(trio.WouldBlock):
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
                 send.send_nowait({"phase": "fetch", "fraction": fraction})
 
     async def work() -> None:
@@ -304,5 +316,5 @@ def _fetch(node: Node, mid: bytes) -> trio.MemoryReceiveChannel[dict[str, Any]]:
             held = node.stores.manifests.chunks_held(manifest)
             await send.send({"result": {"id": mid.hex(), "chunks_held": held}})
 
-    node.nursery.start_soon(work)
+    node.nursery.start_soon(_task_top, "fetch", work)
     return receive

@@ -19,7 +19,7 @@ import trio
 
 from node.config import ConfigError, NodeConfig, load_config
 from node.controlclient import ControlCallError, ControlClient, NodeNotRunning
-from node.home import PASSPHRASE_ENV, Home, HomeError, unlock_account
+from node.home import PASSPHRASE_ENV, Home, HomeError, default_account, unlock_account
 from node.ledgerconfig import load_genesis, load_validator_key
 from node.run import Ready, run_node
 from protocol.accounts import AccountKey
@@ -137,18 +137,24 @@ def cmd_node_run(
 
 def _web_owner(home: Home, config: NodeConfig) -> AccountKey | None:
     """The home's default account, unlocked for the web app's owner: passphrase from
-    TOKTOK_PASSPHRASE or the terminal. None (a read-only app) without either."""
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    if passphrase is None:
-        if not sys.stdin.isatty():
-            print(
-                f"web app: read-only (set {PASSPHRASE_ENV} to let the owner act from it)",
-                file=sys.stderr,
-            )
-            return None
-        passphrase = getpass.getpass("passphrase of the node's account (for the web app): ")
+    TOKTOK_PASSPHRASE or the terminal. None (a read-only app) without either, or in a
+    home without accounts. Raises RemoteError for a wrong passphrase."""
     stores = home.open(quota_bytes=config.quota_mb * 1024 * 1024)
     try:
+        try:
+            default_account(stores)
+        except HomeError as exc:
+            print(f"web app: read-only ({exc})", file=sys.stderr)
+            return None
+        passphrase = os.environ.get(PASSPHRASE_ENV, "")
+        if not passphrase:
+            if not sys.stdin.isatty():
+                print(
+                    f"web app: read-only (set {PASSPHRASE_ENV} to let the owner act from it)",
+                    file=sys.stderr,
+                )
+                return None
+            passphrase = getpass.getpass("passphrase of the node's account (for the web app): ")
         return unlock_account(stores, passphrase)
     except (HomeError, WrongPassphrase) as exc:
         raise RemoteError(f"web app: {exc}") from exc

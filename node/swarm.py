@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -346,18 +346,45 @@ async def download_rendition(
     progress: Progress | None = None,
     rng: random.Random | None = None,
     playhead: int = 0,
+    only: Collection[bytes] | None = None,
 ) -> None:
     """Fetch every missing chunk of one rendition from ``peers``, verified, into ``chunks``,
-    the playback window from segment ``playhead`` first (a viewer who seeked).
+    the playback window from segment ``playhead`` first (a viewer who seeked); with
+    ``only``, just the missing chunks among those (the thumbnail, say).
 
     Raises :class:`SwarmError` when, for ``stall_ms``, no chunk can be asked of any peer.
     """
-    held = [cid for cid in _rendition_chunks(manifest, rendition) if chunks.has(cid)]
+    held = [
+        cid
+        for cid in _rendition_chunks(manifest, rendition)
+        if (only is not None and cid not in only) or chunks.has(cid)
+    ]
     scheduler = FetchScheduler(manifest, rendition, held, rng or random.Random(), limits)
     if scheduler.done:
         return
     download = _Download(host, scheduler, chunks, pin, stats, offend, progress)
-    await download.run(peers, stall_ms, playhead)
+    try:
+        await download.run(peers, stall_ms, playhead)
+    except BaseExceptionGroup as group:
+        # trio wraps whatever a nursery's body or tasks raise; callers catch SwarmError and
+        # StoreError, so a lone one of those comes out bare.
+        lone = _lone(group)
+        if isinstance(lone, SwarmError | StoreError):
+            raise lone from None
+        raise
+
+
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a (nested) group holds, or None when it holds several."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 def _sha256(data: bytes) -> bytes:

@@ -881,8 +881,21 @@ async def test_invalid_static_path(tmp_path: Path, ledger_home: Path, path: str)
 
 OFFER = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=max-message-size:262144\r\n"
 )
+
+
+async def test_reads_refused_to_other_sites(tmp_path: Path, ledger_home: Path) -> None:
+    """A page elsewhere (an <img> pointing at a thumbnail, a fetch timing a reply) gets 403:
+    the browser marks its requests, and only the app's own and typed-in ones pass."""
+    async with running(tmp_path, ledger_home) as env:
+        for site, status in (("cross-site", 403), ("same-site", 403), ("same-origin", 200)):
+            got = await send(env, "GET", "/api/status", headers={"sec-fetch-site": site})
+            assert got[0] == status, (site, got)
+        assert (await send(env, "GET", "/api/status", headers={"sec-fetch-site": "none"}))[0] == 200
+        assert (await send(env, "GET", "/api/status"))[0] == 200  # curl, the CLI: no mark
+        refused = await send(env, "GET", "/api/feed", headers={"sec-fetch-site": "cross-site"})
+        assert "other sites are refused" in refused[1]["error"]
 
 
 async def test_rtc_offers_checked(tmp_path: Path, ledger_home: Path) -> None:
@@ -915,7 +928,7 @@ async def test_rtc_offers_checked(tmp_path: Path, ledger_home: Path) -> None:
         )
         env.gateway = gateway
         for sdp, status, message in [
-            ("hello", 400, "sdp: an SDP offer with a data channel"),
+            ("hello", 400, "sdp: an SDP offer with one data channel"),
             ("", 400, "sdp: the offer's SDP text"),
             (OFFER, 503, "the WebRTC side is not running"),
         ]:

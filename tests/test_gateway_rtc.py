@@ -26,6 +26,10 @@ from node.gateway.rtc import (
     frames,
 )
 from node.gateway.segments import SegmentError
+from node.swarm import SwarmError, SwarmStats, download_rendition
+from protocol.kinds import VideoManifest
+from storage.stores import Stores
+from tests.factories import account, fake_video, sealed_manifest
 from tests.rtcclient import ChunkRefused, RtcClient
 
 GUARD_S = 15
@@ -80,7 +84,7 @@ async def _new_client() -> RtcClient:
 
 def test_frames_split_at_the_message_limit() -> None:
     data = os.urandom(PAYLOAD_BYTES_MAX * 2 + 5)
-    messages = frames(7, data)
+    messages = list(frames(7, data))
     assert [len(m) for m in messages] == [MESSAGE_BYTES_MAX, MESSAGE_BYTES_MAX, HEADER.size + 5]
     assert [HEADER.unpack_from(m) for m in messages] == [
         (7, 0, len(data)),
@@ -88,7 +92,7 @@ def test_frames_split_at_the_message_limit() -> None:
         (7, 2 * PAYLOAD_BYTES_MAX, len(data)),
     ]
     assert b"".join(m[HEADER.size :] for m in messages) == data
-    assert frames(1, b"") == [HEADER.pack(1, 0, 0)]
+    assert list(frames(1, b"")) == [HEADER.pack(1, 0, 0)]
 
 
 @pytest.mark.trio
@@ -202,8 +206,18 @@ async def test_refusals_on_the_channel(bridge: Bridge) -> None:
 async def test_connection_limits_and_bad_offers(bridge: Bridge) -> None:
     rtc = RtcService(bridge, MemorySource([]), limits=RtcLimits(per_client_max=1))
     with trio.fail_after(GUARD_S):
-        for sdp, status in (("", 400), ("hello", 400), ("v=0\r\n" + "a" * 70_000, 413), (5, 400)):
-            with pytest.raises(RtcRefused) as refused:
+        good: str = await bridge.run_asyncio(_offer_text)
+        small = good.replace("a=max-message-size:262144", "a=max-message-size:65536")
+        video = good.replace("m=application", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nm=application")
+        for sdp, status, reason in (
+            ("", 400, "SDP text"),
+            ("hello", 400, "one data channel"),
+            ("v=0\r\n" + "a" * 70_000, 413, "at most"),
+            (5, 400, "SDP text"),
+            (small, 400, "max-message-size"),
+            (video, 400, "one data channel"),
+        ):
+            with pytest.raises(RtcRefused, match=reason) as refused:
                 await rtc.answer(sdp, "127.0.0.1")
             assert refused.value.status == status
         first = await connect(bridge, rtc, "127.0.0.2")
@@ -218,6 +232,14 @@ async def test_connection_limits_and_bad_offers(bridge: Bridge) -> None:
         await bridge.run_asyncio(other.close)
 
 
+async def _offer_text() -> str:
+    client = RtcClient()
+    try:
+        return await client.offer()
+    finally:
+        await client.close()
+
+
 async def _send(client: RtcClient, text: str) -> None:
     client.send_text(text)
 
@@ -226,3 +248,30 @@ async def _until(bridge: Bridge, condition: object) -> None:
     assert callable(condition)
     while not condition():
         await trio.sleep(0.02)
+
+
+@pytest.mark.trio
+async def test_a_download_nobody_serves_raises_swarm_error_bare() -> None:
+    """trio wraps what a nursery raises in an ExceptionGroup; callers of download_rendition
+    (the on-demand source, seeding, `toktok fetch`) catch SwarmError, so it must come out
+    bare, or it would escape their handlers and stop the node."""
+    stores = Stores.memory()
+    message = sealed_manifest(account(1), fake_video(b"nobody"))
+    manifest = message.record
+    assert isinstance(manifest, VideoManifest)
+
+    async def offend(peer: object, reason: str) -> None:
+        raise AssertionError("no peer to offend")
+
+    with trio.fail_after(GUARD_S), pytest.raises(SwarmError, match="no reachable peer"):
+        await download_rendition(
+            None,  # type: ignore[arg-type]  # no peer: the host is never used
+            stores.chunks,
+            manifest,
+            manifest.renditions[0].name,
+            [],
+            pin=None,
+            stats=SwarmStats(),
+            offend=offend,
+            stall_ms=50,
+        )

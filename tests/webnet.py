@@ -1,10 +1,10 @@
 """A small network whose node B serves the web app and holds none of a video's chunks.
 
 Node A publishes the video; C joins and seeds it (placement, ``replicas = 1``, leaves out
-the creator's node and picks C, whose node key is drawn to rank above B's for the video);
-B serves the web app (``--http``) and holds only the manifest, so a browser's first play
-makes B fetch the chunks from the network on demand. Used by tests/test_web_browser.py
-and bench/webrtc.py.
+the creator's node); B, whose node key is drawn to rank below A's and C's for the video,
+joins through both, serves the web app (``--http``) and holds only the manifest, so a
+browser's first play makes B fetch the chunks from the network on demand. Used by
+tests/test_web_browser.py and bench/webrtc.py.
 """
 
 import json
@@ -64,9 +64,12 @@ def web_network(root: Path, sample: Path, **b_settings: Any) -> Iterator[WebNet]
         video = out.stdout.strip().splitlines()[-1]
         c = start_node(init_home(root / "c", replicas=1), bootstrap=[a.addr])
         nodes.append(c)
-        seeder = node_peer_id(c.home)
-        b_home = fetcher_home(root / "b", bytes.fromhex(video), [seeder], **b_settings)
-        b = start_node(b_home, bootstrap=[a.addr], extra=["--http", "127.0.0.1:0"])
+        # B decides whether to seed when the manifest reaches it, among the peers it knows
+        # then less the one that gossiped it: it joins through both, and its key ranks below
+        # both A's and C's.
+        seeders = [node_peer_id(a.home), node_peer_id(c.home)]
+        b_home = fetcher_home(root / "b", bytes.fromhex(video), seeders, **b_settings)
+        b = start_node(b_home, bootstrap=[a.addr, c.addr], extra=["--http", "127.0.0.1:0"])
         nodes.append(b)
         net = WebNet(a, b, c, video)
         wait_for(lambda: net.api(f"/api/videos/{video}"), timeout_s=30, what="the manifest on B")

@@ -52,6 +52,7 @@ from node.gateway.segments import SegmentError, SegmentSource
 from node.gateway.sessions import (
     AccessRefused,
     Sessions,
+    check_not_cross_site,
     check_same_origin,
     clear_cookie,
     set_cookie,
@@ -60,6 +61,7 @@ from node.gateway.uploads import UploadError, Uploads
 from node.home import HomeError, default_account
 from node.httpserver import JSON_TYPE, Request, Response, error_response
 from protocol.accounts import AccountKey, account_from_text, account_to_text
+from storage.errors import StoreError
 
 log = logging.getLogger("toktok.gateway")
 
@@ -190,6 +192,7 @@ class Gateway:
 
     async def _dispatch(self, request: Request) -> Response:
         route, args = self._match(request)
+        check_not_cross_site(request.headers)
         if route.access is not Access.READ:
             check_same_origin(request.headers)
         if route.access is Access.OWNER:
@@ -314,7 +317,7 @@ class Gateway:
             return self._owner.public_key
         try:
             return default_account(self._node.stores)[1]
-        except HomeError:
+        except (HomeError, StoreError):  # no account here, or its keystore entry damaged
             return None
 
     # -- reads ---------------------------------------------------------------------------
@@ -450,7 +453,7 @@ class Gateway:
             progress = await self._control.call(
                 "publish", {**meta, "file": str(upload.path), UNLOCKED_KEY: key}
             )
-        except Exception:
+        except BaseException:  # refused, or cancelled: the file may be published again
             self.uploads.publish_refused(upload)
             raise
         assert isinstance(progress, AsyncIterator), "publish streams its progress"

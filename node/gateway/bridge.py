@@ -33,6 +33,17 @@ STOP_S = 5.0
 """How long stopping waits for the asyncio side's closing work (peer connections)."""
 
 
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """After the loop stopped: cancel what still runs there (aiortc's transports, requests
+    being served) and let it unwind, so that nothing is left half-open."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
 class BridgeClosed(Exception):
     """The bridge is not running (not started yet, or stopped)."""
 
@@ -64,6 +75,7 @@ class Bridge:
             loop.call_soon(ready.set)
             try:
                 loop.run_forever()
+                _finish_tasks(loop)
             finally:
                 loop.close()
 
@@ -77,7 +89,6 @@ class Bridge:
                     trio.lowlevel.current_trio_token(),
                     nursery,
                 )
-                self._thread = thread
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -108,11 +119,21 @@ class Bridge:
         """From trio: run ``factory()`` on the loop, return its result or raise its error.
         Raises BridgeClosed when the bridge is not running."""
         loop, token = self._loop, self._token
-        if loop is None or token is None:
+        if loop is None or token is None or not self.running:
             raise BridgeClosed("the asyncio bridge is not running")
         done = trio.Event()
-        future = asyncio.run_coroutine_threadsafe(factory(), loop)
-        future.add_done_callback(lambda _f: token.run_sync_soon(done.set))
+        coroutine = factory()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError as exc:  # the loop closed meanwhile
+            coroutine.close()
+            raise BridgeClosed("the asyncio bridge has stopped") from exc
+
+        def wake(_future: object) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+        future.add_done_callback(wake)
         try:
             await done.wait()
         except trio.Cancelled:
@@ -138,23 +159,32 @@ class Bridge:
             else:
                 result.set_result(value)  # type: ignore[arg-type]
 
+        def hand_over(value: T | None, error: BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle, value, error)
+
         async def task() -> None:
-            with scope:
-                try:
-                    value = await fn(*args)
-                except Exception as exc:
-                    loop.call_soon_threadsafe(settle, None, exc)
+            try:
+                with scope:
+                    try:
+                        value = await fn(*args)
+                    except Exception as exc:
+                        hand_over(None, exc)
+                        return
+                    hand_over(value, None)
                     return
-                loop.call_soon_threadsafe(settle, value, None)
-                return
-            # Cancelled: by the asyncio side, or because the bridge stops.
-            loop.call_soon_threadsafe(settle, None, BridgeClosed("cancelled"))
+            finally:
+                # Cancelled, by the asyncio side or because the bridge stops: the waiter
+                # hears it (a settled future ignores this).
+                hand_over(None, BridgeClosed("cancelled"))
 
         def start() -> None:
-            if nursery is self._nursery:
+            try:
+                if nursery is not self._nursery:
+                    raise RuntimeError("the bridge has stopped")
                 nursery.start_soon(task)
-            else:
-                loop.call_soon_threadsafe(settle, None, BridgeClosed("stopping"))
+            except RuntimeError:  # the nursery is closing: an error here would end the run
+                hand_over(None, BridgeClosed("stopping"))
 
         try:
             token.run_sync_soon(start)

@@ -28,7 +28,7 @@ import re
 import struct
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +46,8 @@ HEADER = struct.Struct(">III")
 PAYLOAD_BYTES_MAX = MESSAGE_BYTES_MAX - HEADER.size
 BUFFERED_HIGH = 1024 * 1024
 BUFFERED_LOW = 256 * 1024
+DRAIN_S = 30.0
+"""How long a full send buffer may stay full before the browser is cut off."""
 REQUEST_BYTES_MAX = 1024
 SDP_BYTES_MAX = 64 * 1024
 REQUEST_ID_MAX = 2**32 - 1
@@ -101,7 +103,7 @@ class _BadRequest(Exception):
 def parse_request(text: str) -> tuple[int, bytes, bytes] | int:
     """A data-channel text message: ``(id, video, cid)`` for a request, the id alone for
     a cancel. Raises _BadRequest with the reason."""
-    if len(text) > REQUEST_BYTES_MAX:
+    if len(text.encode()) > REQUEST_BYTES_MAX:
         raise _BadRequest(f"a request is at most {REQUEST_BYTES_MAX} bytes")
     try:
         value = json.loads(text)
@@ -126,13 +128,13 @@ def _request_id(value: object) -> int:
     return value
 
 
-def frames(request_id: int, data: bytes) -> list[bytes]:
-    """The messages that carry ``data`` for request ``request_id`` (one for empty data)."""
+def frames(request_id: int, data: bytes) -> Iterator[bytes]:
+    """The messages that carry ``data`` for request ``request_id`` (one for empty data),
+    made one at a time: a chunk is never held twice over while it is sent."""
     total = len(data)
-    return [
-        HEADER.pack(request_id, offset, total) + data[offset : offset + PAYLOAD_BYTES_MAX]
-        for offset in range(0, max(total, 1), PAYLOAD_BYTES_MAX)
-    ]
+    view = memoryview(data)
+    for offset in range(0, max(total, 1), PAYLOAD_BYTES_MAX):
+        yield HEADER.pack(request_id, offset, total) + view[offset : offset + PAYLOAD_BYTES_MAX]
 
 
 def _check_offer(sdp: object) -> str:
@@ -141,12 +143,23 @@ def _check_offer(sdp: object) -> str:
         raise RtcRefused("sdp: the offer's SDP text", 400)
     if len(sdp) > SDP_BYTES_MAX:
         raise RtcRefused(f"sdp: at most {SDP_BYTES_MAX} bytes", 413)
-    if not sdp.startswith("v=0") or "m=application" not in sdp:
-        raise RtcRefused("sdp: an SDP offer with a data channel (m=application)", 400)
+    lines = sdp.split("\r\n")
+    media = [line for line in lines if line.startswith("m=")]
+    # [REJECT] One media section, a data channel: nothing else is served here.
+    if not sdp.startswith("v=0") or len(media) != 1 or not media[0].startswith("m=application"):
+        raise RtcRefused("sdp: an SDP offer with one data channel (m=application) only", 400)
+    # [REJECT] The browser takes messages of MESSAGE_BYTES_MAX (without the attribute, a
+    # browser takes 64 KiB: RFC 8841 section 6).
+    sizes = [line.partition(":")[2] for line in lines if line.startswith("a=max-message-size:")]
+    if not sizes or not sizes[0].isdigit() or 0 < int(sizes[0]) < MESSAGE_BYTES_MAX:
+        raise RtcRefused(
+            f"sdp: the browser must take data-channel messages of {MESSAGE_BYTES_MAX} bytes "
+            "(a=max-message-size)",
+            400,
+        )
     # Browsers hide their addresses behind mDNS names (….local); aioice would spend a
     # second failing to resolve them. Without them the browser's checks still reach our
     # candidates, and its address is learnt from them (a peer-reflexive candidate).
-    lines = sdp.split("\r\n")
     return "\r\n".join(
         line for line in lines if not (line.startswith("a=candidate:") and ".local " in line)
     )
@@ -271,6 +284,8 @@ class _Viewer:
         channel.on("close", lambda: asyncio.ensure_future(self.close()))
 
     def _on_message(self, message: str | bytes) -> None:
+        if self._closed:
+            return
         self.last_active = time.monotonic()
         if not isinstance(message, str):
             self._send_error(0, "requests are text messages")
@@ -302,9 +317,9 @@ class _Viewer:
         try:
             data = await self.service.bridge.run_trio(self.service.source.chunk, video, cid)
             for message in frames(rid, data):
-                await self._room()
-                if self._closed or self.channel is None:
+                if not await self._room():
                     return
+                assert self.channel is not None, "a request came on the channel"
                 self.channel.send(message)
             stats = self.service.counters
             stats.chunks_sent += 1
@@ -313,22 +328,37 @@ class _Viewer:
             self._send_error(rid, exc.message)
         except BridgeClosed:
             self._send_error(rid, "the node is stopping")
+        except Exception as exc:  # the top of a request's task: log it, tell the page
+            log.error("chunk request failed", exc_info=True, extra={"error": repr(exc)})
+            self._send_error(rid, "internal error")
         finally:
             if self.in_flight.get(rid) is asyncio.current_task():
                 del self.in_flight[rid]
             self.last_active = time.monotonic()
 
-    async def _room(self) -> None:
-        """Wait while the channel holds more than BUFFERED_HIGH unsent bytes."""
+    async def _room(self) -> bool:
+        """Wait while the channel holds more than BUFFERED_HIGH unsent bytes; False when
+        the channel is gone. A browser that reads nothing for DRAIN_S is cut off."""
         channel = self.channel
-        while channel is not None and not self._closed and channel.bufferedAmount > BUFFERED_HIGH:
+        while self._open() and channel is not None and channel.bufferedAmount > BUFFERED_HIGH:
             self.service.counters.pauses += 1
             self._drained.clear()
-            await self._drained.wait()
+            try:
+                await asyncio.wait_for(self._drained.wait(), DRAIN_S)
+            except TimeoutError:
+                log.info("viewer stopped reading", extra={"client": self.client})
+                await self.close()
+        return self._open()
+
+    def _open(self) -> bool:
+        return not self._closed and self.channel is not None and self.channel.readyState == "open"
 
     def _send_error(self, rid: int, message: str) -> None:
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps({"id": rid, "error": message}))
+        # Refusals skip flow control, so one that finds the buffer full is dropped: a page
+        # that sends garbage and reads nothing must not grow it.
+        channel = self.channel
+        if self._open() and channel is not None and channel.bufferedAmount <= BUFFERED_HIGH:
+            channel.send(json.dumps({"id": rid, "error": message}))
 
     async def close(self) -> None:
         if self._closed:

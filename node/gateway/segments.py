@@ -3,7 +3,8 @@
 A chunk the node does not hold is fetched on demand: one download per (video, rendition)
 at a time, started from the segment the viewer asked for (so a seek into the middle does
 not wait for the beginning), its chunks verified and pinned as watched like any
-`toktok fetch`. Every request waits for its own chunk, not for the whole rendition.
+`toktok fetch`. A thumbnail is fetched alone and left unpinned. Every request waits for
+its own chunk, not for the whole rendition.
 """
 
 import logging
@@ -106,6 +107,7 @@ class SegmentSource:
     def __init__(self, node: Node) -> None:
         self._node = node
         self._downloads: dict[tuple[bytes, str], _Download] = {}
+        """Running downloads by (video, rendition or "thumbnail")."""
         self._cache = _ChunkCache(CACHE_BYTES_MAX)
         self.served_bytes = 0
         self.downloads_started = 0
@@ -190,47 +192,69 @@ class SegmentSource:
             raise SegmentError(f"the stored chunk is damaged: {exc}", 500) from exc
 
     def _download(self, mid: bytes, manifest: VideoManifest, place: ChunkPlace) -> _Download:
-        # The thumbnail comes with any rendition's download: the first's.
-        rendition = place.rendition or manifest.renditions[0].name
-        key = (mid, rendition)
-        download = self._downloads.get(key)
+        # A thumbnail is fetched alone and not pinned: a feed shows many videos nobody here
+        # watches. A segment brings its whole rendition, pinned as watched.
+        job = _Job(mid, manifest.renditions[0].name, 0, manifest.thumbnail.cid)
+        if place.rendition is not None:
+            job = _Job(mid, place.rendition, max(place.index, 0), None)
+        download = self._downloads.get(job.key)
         if download is not None and not download.done:
             return download
         running = sum(1 for d in self._downloads.values() if not d.done)
         if running >= DOWNLOADS_MAX:
             raise SegmentError(f"{DOWNLOADS_MAX} downloads are running: try again soon", 503)
-        download = self._downloads[key] = _Download()
+        download = self._downloads[job.key] = _Download()
         self.downloads_started += 1
-        playhead = max(place.index, 0) if place.rendition is not None else 0
-        self._node.nursery.start_soon(self._run, mid, manifest, rendition, playhead, download)
+        self._node.nursery.start_soon(self._run, manifest, job, download)
         return download
 
-    async def _run(
-        self, mid: bytes, manifest: VideoManifest, rendition: str, playhead: int, d: _Download
-    ) -> None:
+    async def _run(self, manifest: VideoManifest, job: "_Job", d: _Download) -> None:
+        """A task in the node's nursery: nothing may escape it, or the node stops."""
         node = self._node
+        pin = None if job.only is not None else PinReason.WATCHED
         try:
-            node.stores.manifests.pin_video(mid, PinReason.WATCHED)
-            peers = await node.seeding.providers(mid, lookup=True)
+            if pin is not None:
+                node.stores.manifests.pin_video(job.mid, pin)
+            peers = await node.seeding.providers(job.mid, lookup=True)
             await download_rendition(
                 node.host,
                 node.stores.chunks,
                 manifest,
-                rendition,
+                job.rendition,
                 peers,
-                pin=PinReason.WATCHED,
+                pin=pin,
                 stats=node.swarm_stats,
                 offend=node.seeding.offend,
                 progress=d.step,
-                playhead=playhead,
+                playhead=job.playhead,
+                only=None if job.only is None else (job.only,),
             )
-            self.fetched_on_demand += 1
+            if pin is not None:
+                self.fetched_on_demand += 1
         except (SwarmError, StoreError) as exc:
             d.error = str(exc)
             self.downloads_failed += 1
-            log.info("on-demand fetch failed", extra={"id": mid.hex(), "error": str(exc)})
+            log.info("on-demand fetch failed", extra={"id": job.mid.hex(), "error": str(exc)})
+        except Exception as exc:  # the top of a task: a bug here must not stop the node
+            d.error = "internal error"
+            self.downloads_failed += 1
+            log.error("on-demand fetch crashed", exc_info=True, extra={"error": repr(exc)})
         finally:
             d.done = True
             d.step(0, 0)  # its waiters look again: at the store, or at the error
-            if self._downloads.get((mid, rendition)) is d:
-                del self._downloads[(mid, rendition)]
+            if self._downloads.get(job.key) is d:
+                del self._downloads[job.key]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One on-demand download: a rendition from a segment on, or one chunk (``only``)."""
+
+    mid: bytes
+    rendition: str
+    playhead: int
+    only: bytes | None
+
+    @property
+    def key(self) -> tuple[bytes, str]:
+        return (self.mid, self.rendition if self.only is None else "thumbnail")

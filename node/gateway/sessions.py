@@ -143,6 +143,19 @@ def clear_cookie() -> str:
     return f"{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
 
 
+def check_not_cross_site(headers: dict[str, str]) -> None:
+    """Raises AccessRefused (403) for a read another site's page made the browser send.
+
+    Reads change nothing the owner sees, but some start work (a thumbnail fetched from the
+    network) and their timing tells what the node holds; a browser marks requests with
+    ``Sec-Fetch-Site``, and clients that are not browsers (curl, the CLI) send none.
+    """
+    site = headers.get("sec-fetch-site")
+    # [REJECT] The browser says another site's or origin's page made the request.
+    if site is not None and site not in (SAME_ORIGIN, "none"):
+        raise AccessRefused(f"requests from other sites are refused (Sec-Fetch-Site: {site})", 403)
+
+
 def check_same_origin(headers: dict[str, str]) -> None:
     """Raises AccessRefused (403) unless the request comes from this server's own pages."""
     host = headers.get("host", "").strip().lower()

@@ -235,10 +235,13 @@ class Uploads:
             self._finish(upload, error="internal error")
         finally:
             # First: under cancellation (the node stopping) the await below ends at once.
-            upload.path.unlink(missing_ok=True)
+            _remove(upload.path)
             aclose = getattr(progress, "aclose", None)
             if aclose is not None:
-                await aclose()
+                try:
+                    await aclose()
+                except Exception as exc:  # still the top of the task
+                    log.warning("closing a publish failed", extra={"error": repr(exc)})
 
     def abandon(self, upload_id: str) -> None:
         """Drop an upload and its file. Raises UploadError: 404 unknown, 409 publishing."""
@@ -278,7 +281,15 @@ class Uploads:
 
     def _drop(self, upload: Upload) -> None:
         self._uploads.pop(upload.id, None)
-        upload.path.unlink(missing_ok=True)
+        _remove(upload.path)
+
+
+def _remove(path: Path) -> None:
+    """Delete an upload's file; a failure is logged (the next start clears the folder)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove an upload", extra={"path": str(path), "error": str(exc)})
 
 
 def _write_at(path: Path, offset: int, data: bytes) -> None:
