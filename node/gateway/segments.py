@@ -26,6 +26,10 @@ CHUNK_WAIT_S = 30.0
 """How long a request waits for a chunk being fetched before it is answered 504."""
 DOWNLOADS_MAX = 8
 """On-demand downloads at once, over all viewers."""
+NEARBY_STALL_MS = 3_000
+"""How long the peers at hand may all fail a chunk before the DHT is asked."""
+STALL_MS = 15_000
+"""How long every known holder may fail a chunk before the download gives up."""
 CACHE_BYTES_MAX = 64 * 1024 * 1024
 """Chunks served lately, kept verified in memory: many viewers of one video (the popular
 case) then cost one read and one hash per chunk, not one each."""
@@ -215,20 +219,12 @@ class SegmentSource:
         try:
             if pin is not None:
                 node.stores.manifests.pin_video(job.mid, pin)
-            peers = await node.seeding.providers(job.mid, lookup=True)
-            await download_rendition(
-                node.host,
-                node.stores.chunks,
-                manifest,
-                job.rendition,
-                peers,
-                pin=pin,
-                stats=node.swarm_stats,
-                offend=node.seeding.offend,
-                progress=d.step,
-                playhead=job.playhead,
-                only=None if job.only is None else (job.only,),
-            )
+            # A viewer waits: first the likely holders at hand (the gossip origin, the
+            # connected peers in placement order); a DHT lookup only when they fail.
+            try:
+                await self._fetch(manifest, job, d, pin, lookup=False)
+            except SwarmError:
+                await self._fetch(manifest, job, d, pin, lookup=True)
             if pin is not None:
                 self.fetched_on_demand += 1
         except (SwarmError, StoreError) as exc:
@@ -244,6 +240,32 @@ class SegmentSource:
             d.step(0, 0)  # its waiters look again: at the store, or at the error
             if self._downloads.get(job.key) is d:
                 del self._downloads[job.key]
+
+    async def _fetch(
+        self,
+        manifest: VideoManifest,
+        job: "_Job",
+        d: _Download,
+        pin: PinReason | None,
+        *,
+        lookup: bool,
+    ) -> None:
+        node = self._node
+        peers = await node.seeding.providers(job.mid, lookup=lookup)
+        await download_rendition(
+            node.host,
+            node.stores.chunks,
+            manifest,
+            job.rendition,
+            peers,
+            pin=pin,
+            stats=node.swarm_stats,
+            offend=node.seeding.offend,
+            progress=d.step,
+            playhead=job.playhead,
+            only=None if job.only is None else (job.only,),
+            stall_ms=STALL_MS if lookup else NEARBY_STALL_MS,
+        )
 
 
 @dataclass(frozen=True)
