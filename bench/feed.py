@@ -95,24 +95,22 @@ from node.feedview import feed_json
 from node.ingest import Ingest, Verdict
 from node.sync import NodeItemSet
 from protocol.accounts import AccountKey
-from protocol.cid import chunk_id
 from protocol.envelope import SignedMessage, seal
 from protocol.kinds import (
-    ChunkRef,
     Follow,
     Reaction,
-    Rendition,
-    SegmentRef,
     Unfollow,
     VideoManifest,
 )
-from protocol.ranking import SocialView, VideoInfo, rank_feed
+from protocol.ranking import SocialView, rank_feed
 from storage.kv import Batch
 from storage.socialgraph import GRAPH_VERSION
 from storage.stores import SCHEMA_VERSION, Stores
+from tests.factories import fake_video, manifest_for
+from tests.socialfakes import CountingView
 
 GOALS = {"feed_p50_ms": 50, "feed_p99_ms": 200, "events_per_s": 5000}
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 """The world's recipe; a cached store built by another is rebuilt."""
 NOW_MS = 1_790_000_000_000
 DAY_MS = 86_400_000
@@ -228,32 +226,8 @@ def plan_world(args: argparse.Namespace, bar: Progress) -> World:
 
 def manifest_record(key: AccountKey, n: int, created_ms: int) -> VideoManifest:
     """A small manifest: one rendition of two segments, whose chunks nobody holds."""
-    tag = b"toktok-feed-bench video %d" % n
-    thumb, init, *segments = (chunk_id(tag + b" %d" % i) for i in range(4))
-    return VideoManifest(
-        author=key.public_key,
-        created_ms=created_ms,
-        title=f"bench video {n}",
-        description="",
-        tags=("bench",),
-        license="CC-BY-4.0",
-        remix_of=b"",
-        duration_ms=4000,
-        source_sha256=hashlib.sha256(tag).digest(),
-        source_size=250_000,
-        thumbnail=ChunkRef(cid=thumb, size=20_000),
-        renditions=(
-            Rendition(
-                name="360p",
-                width=640,
-                height=360,
-                bandwidth=800_000,
-                codecs="avc1.64001e,mp4a.40.2",
-                init=ChunkRef(cid=init, size=1_000),
-                segments=tuple(SegmentRef(cid=s, size=100_000, duration_ms=2000) for s in segments),
-            ),
-        ),
-    )
+    chunks = fake_video(b"toktok-feed-bench video %d" % n, segments=2, segment_bytes=32)
+    return manifest_for(key, chunks, created_ms=created_ms, title=f"bench video {n}")
 
 
 def load(
@@ -376,42 +350,6 @@ def prepare(
     vids = [raw[i : i + 32] for i in range(0, len(raw), 32)]
     figures = {k: v for k, v in held.items() if k != "params"}
     return target, vids, {"cached": cached, "copy_s": copy_s, **figures}
-
-
-class CountingView:
-    """A :class:`SocialView` that counts the calls made to the one it wraps."""
-
-    def __init__(self, view: SocialView) -> None:
-        self._view = view
-        self.calls: Counter[str] = Counter()
-
-    def following(self, account: bytes, limit: int) -> list[bytes]:
-        self.calls["following"] += 1
-        return self._view.following(account, limit)
-
-    def liked(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
-        self.calls["liked"] += 1
-        return self._view.liked(account, limit)
-
-    def viewed(self, account: bytes, limit: int) -> list[tuple[bytes, int]]:
-        self.calls["viewed"] += 1
-        return self._view.viewed(account, limit)
-
-    def likers(self, video: bytes, limit: int) -> list[bytes]:
-        self.calls["likers"] += 1
-        return self._view.likers(video, limit)
-
-    def like_count(self, video: bytes) -> int:
-        self.calls["like_count"] += 1
-        return self._view.like_count(video)
-
-    def videos_by(self, creator: bytes, limit: int) -> list[VideoInfo]:
-        self.calls["videos_by"] += 1
-        return self._view.videos_by(creator, limit)
-
-    def video(self, video: bytes) -> VideoInfo | None:
-        self.calls["video"] += 1
-        return self._view.video(video)
 
 
 def pick_viewers(w: World, count: int, seed: int) -> list[tuple[int, str]]:

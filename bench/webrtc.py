@@ -41,7 +41,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-import base64
 import json
 import statistics
 import time
@@ -54,7 +53,8 @@ from rich.progress import Progress
 
 from bench.idle import cpu_seconds, machine_cpu_s, measured
 from node.config import WebConfig
-from tests.browser import chromium
+from protocol.cid import cid_from_text
+from tests.browser import chromium, player_state, until
 from tests.cli_helpers import toktok
 from tests.webnet import WebNet, web_network
 
@@ -75,20 +75,8 @@ def network(folder: Path, args: argparse.Namespace, bar: Progress) -> Iterator[W
         yield net
 
 
-def until(page: Page, script: str, what: str, timeout_s: float = PAGE_TIMEOUT_S) -> Any:
-    """Poll a function expression in the page until it returns something true (the page's
-    CSP forbids the eval that Playwright's wait_for_function needs)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = page.evaluate(script)
-        if value:
-            return value
-        page.wait_for_timeout(10)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 def marks(page: Page) -> dict[str, float | None]:
-    value: dict[str, float | None] = page.evaluate("() => window.toktok.player.marks")
+    value: dict[str, float | None] = player_state(page)["marks"]
     return value
 
 
@@ -142,15 +130,9 @@ def chunk_cids(net: WebNet, rendition: str | None = None) -> tuple[list[str], in
         if rendition is not None and r["name"] != rendition:
             continue
         for ref in [r["init"], *r["segments"]]:
-            cids.append(_cid_hex(ref["cid"]))
+            cids.append(cid_from_text(ref["cid"]).hex())
             total += ref["size"]
     return cids, total
-
-
-def _cid_hex(text: str) -> str:
-    """A cid's binary form in hex, from its text form (b + base32, lower case)."""
-    body = text[1:].upper()
-    return base64.b32decode(body + "=" * (-len(body) % 8)).hex()
 
 
 def throughput(net: WebNet, page: Page, passes: int, bar: Progress) -> dict[str, Any]:

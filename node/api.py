@@ -16,14 +16,21 @@ from typing import Any
 import trio
 from libp2p.peer.peerstore import PeerStoreError
 
-from node.control import ControlError, ControlServer, account_param, limit_param, unlock_param
+from node.control import (
+    ControlError,
+    ControlServer,
+    account_param,
+    limit_param,
+    unlock_param,
+    video_param,
+)
 from node.daemon import Node
 from node.feedapi import install_feed_routes
 from node.gossip import wall_ms
 from node.ingest import Verdict
 from node.ledgerapi import install_ledger_routes
 from node.publish import PublishMeta, check_meta, finish_publish, follow_message
-from node.render import manifest_json
+from node.render import held_video_json, manifest_json
 from node.swarm import SwarmError
 from node.video import VideoError, ingest
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
@@ -42,13 +49,6 @@ def _text(params: dict[str, Any], name: str, default: str | None = None) -> str:
     if not isinstance(value, str):
         raise ControlError(f"parameter {name!r}: a string is required")
     return value
-
-
-def _video_id(node: Node, params: dict[str, Any]) -> bytes:
-    try:
-        return node.stores.manifests.resolve(_text(params, "id"))
-    except KeyError as exc:
-        raise ControlError(exc.args[0], status=404) from exc
 
 
 def install_routes(server: ControlServer, node: Node) -> None:
@@ -110,15 +110,10 @@ def install_routes(server: ControlServer, node: Node) -> None:
                 found = manifests.by_creator(account_from_text(str(author)), limit=limit)
             except InvalidAccount as exc:
                 raise ControlError(f"account: {exc}") from exc
-        out = []
-        for stored in found:
-            item = manifest_json(stored)
-            item["chunks_held"] = node.stores.manifests.chunks_held(stored.manifest)
-            out.append(item)
-        return {"videos": out}
+        return {"videos": [held_video_json(stored, manifests) for stored in found]}
 
     async def show(params: dict[str, Any]) -> dict[str, Any]:
-        stored = node.stores.manifests.get(_video_id(node, params))
+        stored = node.stores.manifests.get(video_param(node.stores, params))
         if stored is None:
             raise ControlError("withdrawn while looking it up", status=404)
         return {"video": manifest_json(stored)}
@@ -175,7 +170,7 @@ def install_routes(server: ControlServer, node: Node) -> None:
         return _publish(node, params)
 
     async def fetch(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return _fetch(node, _video_id(node, params))
+        return _fetch(node, video_param(node.stores, params))
 
     server.route("status", status)
     server.route("peers", peers)
@@ -218,9 +213,7 @@ async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dic
         message = follow_message(key, target, following=following, now_ms=wall_ms())
     except ProtocolError as exc:
         raise ControlError(str(exc)) from exc
-    node.stores.social.apply(message)
-    node.ingest.add_own(message, wall_ms())
-    node.gossip.publish(message.raw, message.kind)
+    node.share(message)
     return {"id": message.id.hex(), "following": following}
 
 
@@ -271,8 +264,7 @@ def _publish(node: Node, params: dict[str, Any]) -> trio.MemoryReceiveChannel[di
             except (VideoError, ProtocolError, StoreError, OSError) as exc:
                 await send.send({"error": str(exc)})
                 return
-            node.ingest.add_own(message, wall_ms())
-            node.gossip.publish(message.raw, message.kind)
+            node.share(message)
             node.nursery.start_soon(node.providers.provide, message.id)
             # Just stored and checked: rendered from the message, not read back.
             video = manifest_json(StoredManifest(message))

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +22,7 @@ from node.home import PASSPHRASE_ENV, Home, HomeError, default_account, unlock_a
 from node.logs import setup_logging
 from node.progress import progress_bar as shared_progress_bar
 from node.publish import PublishMeta, follow_message, publish_file
-from node.render import duration_text, manifest_json, total_bytes
+from node.render import duration_text, held_video_json, manifest_json, total_bytes
 from node.video import VideoError, export, write_sample
 from protocol.accounts import InvalidAccount, account_from_text, account_to_text
 from protocol.cid import cid_to_text
@@ -32,7 +31,6 @@ from protocol.errors import ProtocolError
 from storage.errors import DamagedRecord, StoreError
 from storage.kv import Batch
 from storage.manifests import StoredManifest, manifest_chunks
-from storage.messages import MessageLog
 from storage.stores import Stores
 
 COMMANDS_GROUP = "toktok.commands"
@@ -105,7 +103,7 @@ def progress_bar() -> AbstractContextManager[Callable[[str, float], None]]:
 def log_own(stores: Stores, message: SignedMessage) -> None:
     """Add a message made here to the message log, which the node syncs to its peers."""
     batch = Batch()
-    if MessageLog(stores.kv).stage(batch, message):
+    if stores.messages.stage(batch, message):
         stores.kv.write(batch)
 
 
@@ -227,11 +225,8 @@ def cmd_videos(args: argparse.Namespace) -> int:
         videos = call(client, "videos", limit=args.limit)["videos"]
     else:
         with Home(args.home).open() as stores:
-            videos = []
-            for stored in stores.manifests.recent(limit=args.limit):
-                item = manifest_json(stored)
-                item["chunks_held"] = stores.manifests.chunks_held(stored.manifest)
-                videos.append(item)
+            recent = stores.manifests.recent(limit=args.limit)
+            videos = [held_video_json(stored, stores.manifests) for stored in recent]
     if args.json:
         out.print_json(json.dumps(videos))
         return 0
@@ -241,25 +236,16 @@ def cmd_videos(args: argparse.Namespace) -> int:
     table = Table("id", "title", "creator", "length", "created (UTC)", "held")
     for v in videos:
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(v["created_ms"] / 1000))
-        chunks = len({c["cid"] for c in _video_chunk_cids(v)})
         table.add_row(
             v["id"][:16],
             Text(v["title"]),
             v["author"][:10] + "…" + v["author"][-4:],
             duration_text(v["duration_ms"]),
             created,
-            f"{v['chunks_held']}/{chunks}",
+            f"{v['chunks_held']}/{v['chunks']}",
         )
     out.print(table)
     return 0
-
-
-def _video_chunk_cids(video: dict[str, Any]) -> list[dict[str, Any]]:
-    refs = [video["thumbnail"]]
-    for r in video["renditions"]:
-        refs.append(r["init"])
-        refs.extend(r["segments"])
-    return refs
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -370,8 +356,7 @@ def _social(args: argparse.Namespace, follow: bool) -> int:
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.as_account)
         message = follow_message(key, target, following=follow, now_ms=now_ms())
-        stores.social.apply(message)
-        log_own(stores, message)
+        stores.apply_social(message)
     say(f"{'following' if follow else 'no longer following'} {args.account}")
     return 0
 

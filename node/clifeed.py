@@ -11,20 +11,24 @@ later.
 import argparse
 import json
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
-from node.cli import CliError, log_own, out, read_passphrase, say
+from node.cli import CliError, now_ms, out, read_passphrase, say
 from node.clinode import call, running_node
-from node.feedview import feed_json
+from node.feedview import (
+    FEED_LIMIT_MAX,
+    FOLLOWERS_LIMIT_MAX,
+    block_json,
+    blocked_json,
+    feed_json,
+    followers_json,
+)
 from node.home import Home, default_account, unlock_account
 from node.publish import reaction_message, view_message
-from protocol.accounts import AccountKey, InvalidAccount, account_from_text, account_to_text
+from protocol.accounts import AccountKey, InvalidAccount, account_from_text
 from protocol.envelope import SignedMessage
 from protocol.kinds import DURATION_MS_MAX
-
-FEED_LIMIT_MAX = 200
 
 
 def register(sub: Any) -> None:
@@ -95,15 +99,14 @@ def _account(text: str) -> bytes:
 def cmd_feed(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= FEED_LIMIT_MAX:
         raise CliError(f"--limit: 1 to {FEED_LIMIT_MAX}")
-    if args.account:
-        _account(args.account)
+    account = _account(args.account) if args.account else None
     client = running_node(args.home)
     if client is not None:
         result = call(client, "feed", limit=args.limit, account=args.account)
     else:
         with Home(args.home).open() as stores:
-            viewer = _account(args.account) if args.account else default_account(stores)[1]
-            result = feed_json(stores, viewer, int(time.time() * 1000), args.limit)
+            viewer = account or default_account(stores)[1]
+            result = feed_json(stores, viewer, now_ms(), args.limit)
     if args.json:
         out.print_json(json.dumps(result))
         return 0
@@ -150,9 +153,8 @@ def _store_offline(
         except KeyError as exc:
             raise CliError(exc.args[0]) from exc
         key = unlock_account(stores, passphrase, args.as_account)
-        message = make(key, mid, int(time.time() * 1000))
-        stores.social.apply(message)
-        log_own(stores, message)
+        message = make(key, mid, now_ms())
+        stores.apply_social(message)
     return mid
 
 
@@ -188,12 +190,10 @@ def cmd_block(args: argparse.Namespace) -> int:
     else:
         with Home(args.home).open() as stores:
             viewer = default_account(stores)[1]
-            if target == viewer:
-                raise CliError("an account does not block itself")
-            if args.blocking:
-                stores.graph.block(viewer, target)
-            else:
-                stores.graph.unblock(viewer, target)
+            try:
+                block_json(stores, viewer, target, blocking=args.blocking)
+            except ValueError as exc:  # the viewer itself: storage/socialgraph.py's SELF_BLOCK
+                raise CliError(str(exc)) from exc
     say(f"{'blocked' if args.blocking else 'unblocked'} {args.account}")
     return 0
 
@@ -204,25 +204,23 @@ def cmd_blocked(args: argparse.Namespace) -> int:
         listing = call(client, "blocked")["blocked"]
     else:
         with Home(args.home).open() as stores:
-            viewer = default_account(stores)[1]
-            listing = sorted(account_to_text(a) for a in stores.graph.blocked(viewer))
+            listing = blocked_json(stores, default_account(stores)[1])["blocked"]
     for account in listing:
         say(account)
     return 0
 
 
 def cmd_followers(args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 10_000:
-        raise CliError("--limit: 1 to 10000")
-    if args.account:
-        _account(args.account)
+    if not 1 <= args.limit <= FOLLOWERS_LIMIT_MAX:
+        raise CliError(f"--limit: 1 to {FOLLOWERS_LIMIT_MAX}")
+    account = _account(args.account) if args.account else None
     client = running_node(args.home)
     if client is not None:
         listing = call(client, "followers", account=args.account, limit=args.limit)["followers"]
     else:
         with Home(args.home).open() as stores:
-            target = _account(args.account) if args.account else default_account(stores)[1]
-            listing = [account_to_text(a) for a in stores.graph.followers(target, args.limit)]
+            target = account or default_account(stores)[1]
+            listing = followers_json(stores, target, args.limit)["followers"]
     for account in listing:
         say(account)
     return 0

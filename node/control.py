@@ -37,7 +37,7 @@ from node.controlclient import (
     token_path,
 )
 from node.home import HomeError, default_account, unlock_account
-from node.httpserver import Handler, Request, Response, error_response
+from node.httpserver import Handler, Refusal, Request, Response, error_response, json_bytes
 from protocol.accounts import AccountKey, InvalidAccount, account_from_text
 from storage.errors import WrongPassphrase
 from storage.stores import Stores
@@ -59,15 +59,8 @@ Reply = dict[str, Any]
 RouteFn = Callable[[Params], Awaitable[Reply | AsyncIterator[Reply]] | AsyncIterator[Reply]]
 
 
-class ControlError(Exception):
+class ControlError(Refusal):
     """A call refused with a message for the user, answered with HTTP ``status``."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError(f"a ControlError's status is 4xx or 5xx, not {status}")
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 class ControlServer:
@@ -94,6 +87,10 @@ class ControlServer:
         if name in self._routes:
             raise ValueError(f"the route {name!r} exists already")
         self._routes[name] = fn
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a route of that name is served."""
+        return name in self._routes
 
     async def call(self, name: str, params: Params) -> Reply | AsyncIterator[Reply]:
         """Carry out the route ``name`` from inside the node (the web gateway): its reply,
@@ -125,7 +122,7 @@ class ControlServer:
         try:
             return await _call(name, fn, parse_params(request.body))
         except ControlError as exc:
-            return error_response(exc.status, exc.message)
+            return exc.response()
 
     def _authorized(self, header: str | None) -> bool:
         scheme, _, given = (header or "").partition(" ")
@@ -212,7 +209,7 @@ def _json_bytes(value: object) -> bytes:
     """Compact JSON on one line. Raises TypeError or ValueError for what JSON cannot hold."""
     if not isinstance(value, dict):
         raise TypeError(f"a call answers with JSON objects, not {type(value).__name__}")
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return json_bytes(value)
 
 
 def metrics_handler(registry: metrics.Registry) -> Handler:
@@ -304,6 +301,19 @@ def unlock_param(stores: Stores, params: dict[str, Any]) -> AccountKey:
         )
     except (HomeError, WrongPassphrase) as exc:
         raise ControlError(str(exc)) from exc
+
+
+def video_param(stores: Stores, params: dict[str, Any]) -> bytes:
+    """The video the call's ``id`` names (a manifest id or a unique prefix, in hex).
+    Raises :class:`ControlError`: 400 when ``id`` is not a string, 404 when no stored video
+    matches it."""
+    text = params.get("id")
+    if not isinstance(text, str):
+        raise ControlError("parameter 'id': a string is required")
+    try:
+        return stores.manifests.resolve(text)
+    except KeyError as exc:
+        raise ControlError(exc.args[0], status=404) from exc
 
 
 def account_param(stores: Stores, params: dict[str, Any]) -> bytes:

@@ -44,6 +44,7 @@ from node.swarm import CHUNK_PROTOCOL, ChunkServer, SwarmStats, UploadLimit
 from node.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.sync import NodeItemSet, SyncLimits, run_sync
 from protocol.accounts import AccountKey
+from protocol.envelope import SignedMessage
 from protocol.errors import DecodeError
 from protocol.genesis import committee_of, decode_genesis
 from protocol.gossipwire import CERTIFICATE, LEDGER_TOPIC, gossip_message_id
@@ -186,9 +187,7 @@ class Node:
             self.ledger_client = LedgerClient(
                 self.host, self.ledger, lambda raw: self.gossip.publish(raw, CERTIFICATE)
             )
-            self.offers = OfferService(
-                stores, self.ledger, self.ledger_client, self.ingest, self.gossip, wall_ms
-            )
+            self.offers = OfferService(stores, self.ledger, self.ledger_client, self.share, wall_ms)
             self.offers.peer_id = self.peer_id.to_bytes()
         self.sync_limits = SyncLimits(session_timeout_s=SYNC_SESSION_S)
         self.sync_runs = 0
@@ -201,6 +200,16 @@ class Node:
     def addrs(self) -> list[str]:
         """This node's dialable addresses, with its peer id."""
         return [str(a) for a in self.host.get_addrs()]
+
+    def share(self, message: SignedMessage) -> None:
+        """Keep a message made here (a social one applied in the same write as its log
+        entry) and gossip it. A full gossip outbox leaves it to sync, which spreads every
+        logged message."""
+        self.ingest.add_own(message, wall_ms())
+        try:
+            self.gossip.publish(message.raw, message.kind)
+        except OverflowError as exc:
+            log.warning("gossip outbox full", extra={"error": str(exc)})
 
     # -- running ---------------------------------------------------------------------
 

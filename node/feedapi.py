@@ -10,17 +10,28 @@ video); blocks are the viewer's local choice and never leave the node.
 
 from typing import Any
 
-from node.control import ControlError, ControlServer, account_param, limit_param, unlock_param
+from node.control import (
+    ControlError,
+    ControlServer,
+    account_param,
+    limit_param,
+    unlock_param,
+    video_param,
+)
 from node.daemon import Node
-from node.feedview import feed_json
+from node.feedview import (
+    FEED_LIMIT_MAX,
+    FOLLOWERS_LIMIT_MAX,
+    block_json,
+    blocked_json,
+    feed_json,
+    followers_json,
+)
 from node.gossip import wall_ms
 from node.publish import reaction_message, view_message
-from protocol.accounts import InvalidAccount, account_from_text, account_to_text
+from protocol.accounts import InvalidAccount, account_from_text
 from protocol.errors import ProtocolError
 from storage.stores import Stores
-
-FEED_LIMIT_MAX = 200
-FOLLOWERS_LIMIT_MAX = 10_000
 
 
 def install_feed_routes(server: ControlServer, node: Node) -> None:
@@ -33,18 +44,13 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         return feed_json(stores, viewer, wall_ms(), limit)
 
     async def react(params: dict[str, Any], like: bool) -> dict[str, Any]:
-        try:
-            mid = stores.manifests.resolve(str(params.get("id", "")))
-        except KeyError as exc:
-            raise ControlError(exc.args[0], status=404) from exc
+        mid = video_param(stores, params)
         key = unlock_param(stores, params)
         try:
             message = reaction_message(key, mid, like=like, now_ms=wall_ms())
         except ProtocolError as exc:
             raise ControlError(str(exc)) from exc
-        stores.social.apply(message)
-        node.ingest.add_own(message, wall_ms())
-        node.gossip.publish(message.raw, message.kind)
+        node.share(message)
         return {"id": mid.hex(), "liked": like, "message": message.id.hex()}
 
     async def like(params: dict[str, Any]) -> dict[str, Any]:
@@ -59,18 +65,13 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         watched_ms = params.get("watched_ms")
         if isinstance(watched_ms, bool) or not isinstance(watched_ms, int):
             raise ControlError("watched_ms: an integer number of milliseconds")
-        try:
-            mid = stores.manifests.resolve(str(params.get("id", "")))
-        except KeyError as exc:
-            raise ControlError(exc.args[0], status=404) from exc
+        mid = video_param(stores, params)
         key = unlock_param(stores, params)
         try:
             message = view_message(key, mid, watched_ms, wall_ms())
         except ProtocolError as exc:
             raise ControlError(str(exc)) from exc
-        stores.social.apply(message)
-        node.ingest.add_own(message, wall_ms())
-        node.gossip.publish(message.raw, message.kind)
+        node.share(message)
         return {"id": mid.hex(), "watched_ms": watched_ms, "message": message.id.hex()}
 
     async def block(params: dict[str, Any]) -> dict[str, Any]:
@@ -80,13 +81,12 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         return _block(stores, params, blocking=False)
 
     async def blocked(params: dict[str, Any]) -> dict[str, Any]:
-        viewer = account_param(stores, {})
-        return {"blocked": sorted(account_to_text(a) for a in stores.graph.blocked(viewer))}
+        return blocked_json(stores, account_param(stores, {}))
 
     async def followers(params: dict[str, Any]) -> dict[str, Any]:
         account = account_param(stores, params)
         limit = limit_param(params, 1000, FOLLOWERS_LIMIT_MAX)
-        return {"followers": [account_to_text(a) for a in stores.graph.followers(account, limit)]}
+        return followers_json(stores, account, limit)
 
     for name, fn in (
         ("feed", feed),
@@ -107,10 +107,7 @@ def _block(stores: Stores, params: dict[str, Any], *, blocking: bool) -> dict[st
         target = account_from_text(str(params.get("target", "")))
     except InvalidAccount as exc:
         raise ControlError(f"target: {exc}") from exc
-    if target == viewer:
-        raise ControlError("an account does not block itself")
-    if blocking:
-        stores.graph.block(viewer, target)
-    else:
-        stores.graph.unblock(viewer, target)
-    return {"blocked": blocking, "target": account_to_text(target)}
+    try:
+        return block_json(stores, viewer, target, blocking=blocking)
+    except ValueError as exc:  # the viewer itself: storage/socialgraph.py's SELF_BLOCK
+        raise ControlError(str(exc)) from exc

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -79,10 +80,39 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def json_bytes(value: object) -> bytes:
+    """Compact JSON on one line. Raises TypeError or ValueError for what JSON cannot hold
+    (NaN and infinities included)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_response(value: dict[str, Any], status: int = 200) -> Response:
+    return Response(status=status, body=json_bytes(value))
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """A JSON ``{"error": message}`` response."""
     body = json.dumps({"error": message}).encode()
     return Response(status=status, body=body, headers=dict(headers or {}))
+
+
+class Refusal(Exception):
+    """A request refused with a message for the user: answered with the HTTP ``status``
+    (4xx or 5xx), ``headers`` and the JSON body of :func:`error_response`. Each layer
+    names its own kind (a control call, a web gateway check, an upload, ...)."""
+
+    def __init__(
+        self, message: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"a refusal's status is 4xx or 5xx, not {status}")
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message, self.headers)
 
 
 def check_loopback_host(host: str) -> None:

@@ -132,6 +132,7 @@ class Ingest:
         elif isinstance(record, Offer):
             self._stores.offers.put(message)
         else:
+            assert _is_social(record)
             self._stores.social.apply(message, batch)
         # A social message's changes are in this batch. For a manifest or a tombstone, a
         # crash before this write leaves the store ahead of the log; the message comes
@@ -142,10 +143,13 @@ class Ingest:
         return Outcome(Verdict.NEW, message)
 
     def add_own(self, message: SignedMessage, now_ms: int) -> None:
-        """Log a message this node made and already stored (publish, follow, ...)."""
+        """Log a message this node made: a social one (follow, like, view) is applied to
+        the social store in the same write; a manifest or an offer is in its store already."""
         if self._messages.has(message.id):
             return
         batch = Batch()
+        if _is_social(message.record):
+            self._stores.social.apply(message, batch)
         self._messages.stage(batch, message)
         self._stores.kv.write(batch)
         self._items.add(message.record.created_ms, message.id)
@@ -153,3 +157,8 @@ class Ingest:
         self.counts[Verdict.NEW] += 1
         for listener in self._listeners:
             listener(message)
+
+
+def _is_social(record: object) -> bool:
+    """Whether a record belongs to the social store (every kind but these three)."""
+    return not isinstance(record, VideoManifest | Tombstone | Offer)

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 import trio
 from libp2p.abc import INetStream
 
-from node.gossip import GossipService
-from node.ingest import Ingest
 from node.ledger import LedgerService
 from node.ledgerclient import LedgerClient, LedgerError
 from node.streams import read_some
@@ -95,15 +93,14 @@ class OfferService:
         stores: Stores,
         ledger: LedgerService,
         client: LedgerClient,
-        ingest: Ingest,
-        gossip: GossipService,
+        share: Callable[[SignedMessage], None],
         clock: Callable[[], int],
     ) -> None:
+        """``share`` keeps and gossips an offer made here (Node.share)."""
         self.stores = stores
         self.ledger = ledger
         self.client = client
-        self._ingest = ingest
-        self._gossip = gossip
+        self._share = share
         self._clock = clock
         self.network = ledger.committee.network
         self.peer_id = b""
@@ -144,11 +141,7 @@ class OfferService:
         self.stores.offers.add_shop_key(shop)  # before any token can reach the shop
         funding = await self._fund(creator, offer, terms.amount, message.id)
         self.stores.offers.put(message)
-        self._ingest.add_own(message, self._clock())
-        try:
-            self._gossip.publish(message.raw, message.kind)
-        except OverflowError:
-            log.warning("gossip outbox full: the offer spreads by sync")
+        self._share(message)
         return message, funding
 
     async def _fund(self, creator: AccountKey, offer: Offer, amount: int, memo: bytes) -> bytes:

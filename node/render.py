@@ -5,7 +5,7 @@ from typing import Any
 from protocol.accounts import account_to_text
 from protocol.cid import cid_to_text
 from protocol.kinds import ChunkRef, SegmentRef, VideoManifest
-from storage.manifests import StoredManifest, manifest_chunk_refs
+from storage.manifests import ManifestStore, StoredManifest, manifest_chunk_refs, manifest_chunks
 
 
 def chunk_json(ref: ChunkRef | SegmentRef) -> dict[str, Any]:
@@ -57,3 +57,12 @@ def short_account(public_key: bytes) -> str:
 def duration_text(ms: int) -> str:
     seconds = ms // 1000
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def held_video_json(stored: StoredManifest, manifests: ManifestStore) -> dict[str, Any]:
+    """The manifest as :func:`manifest_json` gives it, with how many of the distinct chunks
+    it names this node holds (``chunks_held``) out of how many (``chunks``)."""
+    item = manifest_json(stored)
+    item["chunks_held"] = manifests.chunks_held(stored.manifest)
+    item["chunks"] = len(set(manifest_chunks(stored.manifest)))
+    return item

@@ -213,32 +213,43 @@ class _Download:
         self._by_bytes: dict[bytes, ID] = {}
 
     async def run(self, peers: Sequence[ID], stall_ms: int, playhead: int = 0) -> None:
+        """Raises SwarmError (nothing to ask for ``stall_ms``) or StoreError, bare: raised
+        out of the nursery, trio would wrap them in a group their callers do not catch."""
+        failure: SwarmError | StoreError | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            now = monotonic_ms()
-            for peer in peers:
-                self._by_bytes[peer.to_bytes()] = peer
-                self._scheduler.add_peer(peer.to_bytes(), None, now)
-            if playhead:
-                self._scheduler.seek(playhead, now)
-            await self._carry_out(self._scheduler.start(now))
-            stalled_since: int | None = None
-            while not self._scheduler.done:
-                now = monotonic_ms()
-                if self._scheduler.stalled:
-                    stalled_since = now if stalled_since is None else stalled_since
-                    if now - stalled_since >= stall_ms:
-                        missing = len(self._scheduler.unavailable)
-                        raise SwarmError(f"{missing} chunks are held by no reachable peer")
-                else:
-                    stalled_since = None
-                deadline = self._scheduler.next_deadline_ms
-                wait_ms = 200 if deadline is None else max(0, min(deadline - now, 200))
-                with trio.move_on_after(wait_ms / 1000):
-                    event = await self._events.receive()
-                    await self._carry_out(self._on_event(event))
-                await self._carry_out(self._scheduler.tick(monotonic_ms()))
+            try:
+                await self._drive(peers, stall_ms, playhead)
+            except (SwarmError, StoreError) as exc:
+                failure = exc
             nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _drive(self, peers: Sequence[ID], stall_ms: int, playhead: int) -> None:
+        now = monotonic_ms()
+        for peer in peers:
+            self._by_bytes[peer.to_bytes()] = peer
+            self._scheduler.add_peer(peer.to_bytes(), None, now)
+        if playhead:
+            self._scheduler.seek(playhead, now)
+        await self._carry_out(self._scheduler.start(now))
+        stalled_since: int | None = None
+        while not self._scheduler.done:
+            now = monotonic_ms()
+            if self._scheduler.stalled:
+                stalled_since = now if stalled_since is None else stalled_since
+                if now - stalled_since >= stall_ms:
+                    missing = len(self._scheduler.unavailable)
+                    raise SwarmError(f"{missing} chunks are held by no reachable peer")
+            else:
+                stalled_since = None
+            deadline = self._scheduler.next_deadline_ms
+            wait_ms = 200 if deadline is None else max(0, min(deadline - now, 200))
+            with trio.move_on_after(wait_ms / 1000):
+                event = await self._events.receive()
+                await self._carry_out(self._on_event(event))
+            await self._carry_out(self._scheduler.tick(monotonic_ms()))
 
     def _on_event(self, event: _Event) -> list[Request | Cancel | Store | Penalize]:
         now = monotonic_ms()
@@ -363,28 +374,7 @@ async def download_rendition(
     if scheduler.done:
         return
     download = _Download(host, scheduler, chunks, pin, stats, offend, progress)
-    try:
-        await download.run(peers, stall_ms, playhead)
-    except BaseExceptionGroup as group:
-        # trio wraps whatever a nursery's body or tasks raise; callers catch SwarmError and
-        # StoreError, so a lone one of those comes out bare.
-        lone = _lone(group)
-        if isinstance(lone, SwarmError | StoreError):
-            raise lone from None
-        raise
-
-
-def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception a (nested) group holds, or None when it holds several."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
+    await download.run(peers, stall_ms, playhead)
 
 
 def _sha256(data: bytes) -> bytes:

@@ -26,15 +26,25 @@ from dataclasses import dataclass
 
 import msgpack
 
+from protocol.accounts import PUBLIC_KEY_LEN
 from protocol.envelope import SignedMessage
-from protocol.kinds import DURATION_MS_MAX, Follow, Profile, Reaction, Unfollow, View
+from protocol.kinds import (
+    DURATION_MS_MAX,
+    MESSAGE_ID_LEN,
+    Follow,
+    Profile,
+    Reaction,
+    Unfollow,
+    View,
+)
 from storage.errors import DamagedRecord, StoreError
 from storage.keys import U64_MAX, Prefix, desc_ms, u64
 from storage.keys import key as _key
 from storage.kv import KV, Batch, read_through
 from storage.records import check_before_write, read_back
 
-ACCOUNT_LEN = 32
+_PAIR_LEN = PUBLIC_KEY_LEN + MESSAGE_ID_LEN
+"""A (viewer, video) pair in VIEW and VIEW_TOTAL keys."""
 REBUILD_OPS_MAX = 10_000
 """Operations per batch while rebuilding the indexes, so a rebuild of millions of entries
 holds a bounded batch in memory."""
@@ -128,6 +138,22 @@ def _decode_view(data: bytes) -> tuple[int, int]:
     return created_ms, watched_ms
 
 
+def _register_of(message: SignedMessage) -> tuple[bytes, _Register]:
+    """The key of the register a follow, unfollow, reaction or profile message sets, and the
+    value it would set. Raises StoreError for another kind."""
+    record = message.record
+    stamp = _Stamp(record.created_ms, message.id)
+    if isinstance(record, Follow | Unfollow):
+        key = _key(Prefix.SOCIAL_EDGE, record.author, record.target)
+        return key, _Register(isinstance(record, Follow), stamp, message.raw)
+    if isinstance(record, Reaction):
+        key = _key(Prefix.REACTION, record.manifest, record.author)
+        return key, _Register(record.reaction == "like", stamp, message.raw)
+    if isinstance(record, Profile):
+        return _key(Prefix.PROFILE, record.author), _Register(True, stamp, message.raw)
+    raise StoreError(f"the social store does not hold {message.kind} messages")
+
+
 class SocialStore:
     """Follows, reactions and profiles over a :class:`KV`, with the graph's indexes."""
 
@@ -149,42 +175,35 @@ class SocialStore:
         register cannot be read; nothing is written then.
         """
         record = message.record
-        own = batch is None
-        staged = Batch() if batch is None else batch
-        if isinstance(record, View):
-            check_before_write(message, StoreError)
-            with self._lock:
-                changed = self._apply_view(record, message.id, staged)
-                if changed and own:
-                    self._kv.write(staged)
-            return changed
-        stamp = _Stamp(record.created_ms, message.id)
-        key: bytes
-        if isinstance(record, Follow | Unfollow):
-            key = _key(Prefix.SOCIAL_EDGE, record.author, record.target)
-            new = _Register(isinstance(record, Follow), stamp, message.raw)
-        elif isinstance(record, Reaction):
-            key = _key(Prefix.REACTION, record.manifest, record.author)
-            new = _Register(record.reaction == "like", stamp, message.raw)
-        elif isinstance(record, Profile):
-            key = _key(Prefix.PROFILE, record.author)
-            new = _Register(True, stamp, message.raw)
-        else:
-            raise StoreError(f"the social store does not hold {message.kind} messages")
+        register = None if isinstance(record, View) else _register_of(message)
         check_before_write(message, StoreError)
+        staged = Batch() if batch is None else batch
         with self._lock:
-            stored = self._kv.get(key)
-            old = None if stored is None else _Register.decode(stored)
-            if old is not None and old.stamp >= new.stamp:
-                return False
-            staged.put(key, new.encode())
-            if isinstance(record, Follow | Unfollow):
-                _stage_follow(staged, record.author, record.target, old, new)
-            elif isinstance(record, Reaction):
-                delta = _stage_reaction(staged, record.manifest, record.author, old, new)
-                _stage_count(self._kv, staged, record.manifest, delta)
-            if own:
+            if register is None:
+                assert isinstance(record, View)
+                changed = self._apply_view(record, message.id, staged)
+            else:
+                changed = self._apply_register(message, *register, staged)
+            if changed and batch is None:
                 self._kv.write(staged)
+        return changed
+
+    def _apply_register(
+        self, message: SignedMessage, key: bytes, new: _Register, staged: Batch
+    ) -> bool:
+        """Stage the register at ``key`` becoming ``new`` with its index changes, unless it
+        holds a newer (or this very) message; return whether it changed. Holds the lock."""
+        stored = self._kv.get(key)
+        old = None if stored is None else _Register.decode(stored)
+        if old is not None and old.stamp >= new.stamp:
+            return False
+        staged.put(key, new.encode())
+        record = message.record
+        if isinstance(record, Follow | Unfollow):
+            _stage_follow(staged, record.author, record.target, old, new)
+        elif isinstance(record, Reaction):
+            delta = _stage_reaction(staged, record.manifest, record.author, old, new)
+            _stage_count(self._kv, staged, record.manifest, delta)
         return True
 
     def _apply_view(self, view: View, message_id: bytes, batch: Batch) -> bool:
@@ -219,12 +238,16 @@ class SocialStore:
             for p in INDEX_PREFIXES:
                 for key, _ in self._kv.iterate(_key(p), include_value=False):
                     writer.delete(key)
-            for (author, target), register in _registers(self._kv, Prefix.SOCIAL_EDGE):
+            for (author, target), register in _registers(
+                self._kv, Prefix.SOCIAL_EDGE, PUBLIC_KEY_LEN
+            ):
                 _stage_follow(writer.batch, author, target, None, register)
                 writer.flush_if_full()
             counted: bytes | None = None
             count = 0
-            for (manifest, author), register in _registers(self._kv, Prefix.REACTION):
+            for (manifest, author), register in _registers(
+                self._kv, Prefix.REACTION, MESSAGE_ID_LEN
+            ):
                 if manifest != counted:
                     _put_count(writer.batch, counted, count)
                     counted, count = manifest, 0
@@ -236,6 +259,13 @@ class SocialStore:
 
     def is_following(self, author: bytes, target: bytes) -> bool:
         raw = self._kv.get(_key(Prefix.SOCIAL_EDGE, author, target))
+        return raw is not None and _Register.decode(raw).active
+
+    def is_liking(self, account: bytes, video: bytes) -> bool:
+        """Whether ``account``'s latest reaction to ``video`` is a like: one read of the
+        reaction register, whatever the number of likes. Raises DamagedRecord when the
+        register cannot be read."""
+        raw = self._kv.get(_key(Prefix.REACTION, video, account))
         return raw is not None and _Register.decode(raw).active
 
     def following(self, author: bytes) -> list[bytes]:
@@ -318,15 +348,16 @@ def _stage_viewed(
 def _rebuild_views(kv: KV, writer: "ChunkedWriter") -> None:
     """Stage VIEW_TOTAL and VIEWED_BY_ACCOUNT from the VIEW entries, which come in key
     order, so each (viewer, video) pair's receipts are adjacent. Raises DamagedRecord for a
-    key not of three 32-byte fields or a bad value."""
+    key not of a viewer, a video id and a message id, or a bad value."""
     pair: bytes | None = None
     total = _NO_VIEWS
+    pair_end = 1 + _PAIR_LEN
     for key, value in kv.iterate(_key(Prefix.VIEW)):
-        if len(key) != 1 + 3 * ACCOUNT_LEN:
+        if len(key) != pair_end + MESSAGE_ID_LEN:
             raise DamagedRecord(f"view entry key of {len(key)} bytes: {key[:16].hex()}")
-        if key[1 : 1 + 2 * ACCOUNT_LEN] != pair:
+        if key[1:pair_end] != pair:
             _put_view_total(writer.batch, pair, total)
-            pair, total = key[1 : 1 + 2 * ACCOUNT_LEN], _NO_VIEWS
+            pair, total = key[1:pair_end], _NO_VIEWS
         total = total.add(*_decode_view(value))
         writer.flush_if_full()
     _put_view_total(writer.batch, pair, total)
@@ -335,7 +366,7 @@ def _rebuild_views(kv: KV, writer: "ChunkedWriter") -> None:
 def _put_view_total(batch: Batch, pair: bytes | None, total: ViewTotal) -> None:
     if pair is None:
         return
-    viewer, manifest = pair[:ACCOUNT_LEN], pair[ACCOUNT_LEN:]
+    viewer, manifest = pair[:PUBLIC_KEY_LEN], pair[PUBLIC_KEY_LEN:]
     batch.put(_key(Prefix.VIEW_TOTAL, viewer, manifest), total.encode())
     _stage_viewed(batch, viewer, manifest, None, total)
 
@@ -373,13 +404,17 @@ def read_count(manifest: bytes, raw: bytes | None) -> int:
     return int.from_bytes(raw, "big")
 
 
-def _registers(kv: KV, p: Prefix) -> Iterator[tuple[tuple[bytes, bytes], _Register]]:
-    """((first key field, second key field), register) of every register under ``p``, in
-    key order. Raises DamagedRecord for a key not of two 32-byte fields or a bad value."""
+def _registers(
+    kv: KV, p: Prefix, first_len: int
+) -> Iterator[tuple[tuple[bytes, bytes], _Register]]:
+    """((first key field, account), register) of every register under ``p``, whose first
+    key field is ``first_len`` bytes and whose second is an account, in key order. Raises
+    DamagedRecord for a key of another length or a bad value."""
+    end = 1 + first_len
     for key, value in kv.iterate(_key(p)):
-        if len(key) != 1 + 2 * ACCOUNT_LEN:
+        if len(key) != end + PUBLIC_KEY_LEN:
             raise DamagedRecord(f"social register key of {len(key)} bytes: {key[:16].hex()}")
-        yield (key[1 : 1 + ACCOUNT_LEN], key[1 + ACCOUNT_LEN :]), _Register.decode(value)
+        yield (key[1:end], key[end:]), _Register.decode(value)
 
 
 class ChunkedWriter:

@@ -20,20 +20,25 @@ It is never gossiped nor synced; the feed leaves those accounts out.
 import itertools
 import threading
 
+from protocol.accounts import PUBLIC_KEY_LEN
+from protocol.kinds import MESSAGE_ID_LEN
 from protocol.ranking import VideoInfo
 from storage.errors import DamagedRecord, StoreError
-from storage.keys import META_SOCIAL_GRAPH, Prefix, meta_key, undesc_ms
+from storage.keys import META_SOCIAL_GRAPH, Prefix, desc_ms, meta_key, undesc_ms
 from storage.keys import key as _key
 from storage.kv import KV, Batch
 from storage.social import ChunkedWriter, SocialStore, ViewTotal, read_count
 
 GRAPH_VERSION = 1
 """The layout of the graph's indexes; a store whose marker holds another is rebuilt."""
-ID_LEN = 32
-"""Accounts and manifest ids are 32 bytes."""
+ID_LEN = PUBLIC_KEY_LEN
+"""Accounts and manifest ids are both this long; every key field is checked against it."""
+assert MESSAGE_ID_LEN == ID_LEN, "the graph's key fields assume accounts and ids alike"
 BLOCKS_MAX = 10_000
 """Accounts one viewer may block."""
-_MS_LEN = 8
+SELF_BLOCK = "an account does not block itself"
+_MS_LEN = len(desc_ms(0))
+"""A time in an index key: a u64, as storage/keys.py encodes it."""
 _TIMED_LEN = _MS_LEN + ID_LEN
 """An index key's rest after its owner: a descending time and an id."""
 
@@ -42,15 +47,15 @@ class SocialGraph:
     """The :class:`~protocol.ranking.SocialView` over a :class:`KV`, and the block list.
 
     ``social`` is the store whose register changes a :meth:`rebuild` must not interleave
-    with (the node's own); without one, the caller makes sure nothing is applied meanwhile.
+    with (the node's own).
     Every method raises :class:`ValueError` for an account or id that is not 32 bytes,
     :class:`DamagedRecord` for an index entry of the wrong shape, and StoreError (from the
     KV) when the database cannot be read.
     """
 
-    def __init__(self, kv: KV, social: SocialStore | None = None) -> None:
+    def __init__(self, kv: KV, social: SocialStore) -> None:
         self._kv = kv
-        self._social = SocialStore(kv) if social is None else social
+        self._social = social
         self._block_lock = threading.Lock()
 
     # ------------------------------------------------------------------ SocialView
@@ -133,11 +138,10 @@ class SocialGraph:
         """Keep ``account`` out of ``viewer``'s feed; return False if it already was.
 
         Local only: nothing is gossiped. Raises :class:`StoreError` when ``viewer`` already
-        blocks :data:`BLOCKS_MAX` accounts, ValueError for an id not of 32 bytes.
+        blocks :data:`BLOCKS_MAX` accounts, ValueError for an id not of 32 bytes or for
+        ``account`` being ``viewer`` (:data:`SELF_BLOCK`).
         """
-        _check_id("viewer", viewer)
-        _check_id("account", account)
-        key = _key(Prefix.SOCIAL_BLOCK, viewer, account)
+        key = _block_key(viewer, account)
         with self._block_lock:
             if self._kv.get(key) is not None:
                 return False
@@ -151,11 +155,10 @@ class SocialGraph:
     def unblock(self, viewer: bytes, account: bytes) -> bool:
         """Let ``account`` back into ``viewer``'s feed; return False if it was not blocked.
 
-        Raises ValueError for an id not of 32 bytes.
+        Raises ValueError for an id not of 32 bytes or for ``account`` being ``viewer``
+        (:data:`SELF_BLOCK`), as :meth:`block` does.
         """
-        _check_id("viewer", viewer)
-        _check_id("account", account)
-        key = _key(Prefix.SOCIAL_BLOCK, viewer, account)
+        key = _block_key(viewer, account)
         with self._block_lock:
             if self._kv.get(key) is None:
                 return False
@@ -182,15 +185,16 @@ class SocialGraph:
         manifest indexes.
 
         The upgrade path of a store written before the indexes existed, and the repair of
-        damaged ones. The marker is removed first and written (synced) last, so a crash
+        damaged ones. The marker, if any, is removed first and written (synced) last, so a crash
         half way leaves a store that is rebuilt again when next opened. Messages applied
         to ``social`` wait until its part is done. Raises :class:`DamagedRecord` for a
         register or index key that cannot be read, StoreError if a write fails.
         """
         marker = meta_key(META_SOCIAL_GRAPH)
-        batch = Batch()
-        batch.delete(marker)
-        self._kv.write(batch, sync=True)
+        if self._kv.get(marker) is not None:
+            batch = Batch()
+            batch.delete(marker)
+            self._kv.write(batch, sync=True)
         self._social.rebuild_indexes()
         self._rebuild_manifest_info()
         batch = Batch()
@@ -227,6 +231,16 @@ def _suffix(key: bytes, head_len: int, rest_len: int) -> bytes:
     if len(key) != head_len + rest_len:
         raise DamagedRecord(f"index key of {len(key)} bytes under {key[:1].hex()}")
     return key[head_len:]
+
+
+def _block_key(viewer: bytes, account: bytes) -> bytes:
+    """The SOCIAL_BLOCK key of the pair. Raises ValueError for an id not of 32 bytes or an
+    account blocking itself."""
+    _check_id("viewer", viewer)
+    _check_id("account", account)
+    if viewer == account:
+        raise ValueError(SELF_BLOCK)
+    return _key(Prefix.SOCIAL_BLOCK, viewer, account)
 
 
 def _check_id(what: str, value: bytes) -> None:

@@ -3,6 +3,7 @@
 from pathlib import Path
 from types import TracebackType
 
+from protocol.envelope import SignedMessage
 from storage.chunks import ChunkStore
 from storage.errors import StoreCorrupt, StoreError
 from storage.keys import META_SCHEMA, Prefix, key, meta_key
@@ -75,6 +76,14 @@ class Stores:
     def memory(cls, *, quota_bytes: int | None = None) -> "Stores":
         """Stores over an in-memory KV, for tests and the simulator."""
         return cls(MemoryKV(), quota_bytes=quota_bytes)
+
+    def apply_social(self, message: SignedMessage) -> None:
+        """Apply a social message made here (no node running) and log it for sync, in one
+        write: a crash keeps both or neither. Raises StoreError as the stores do."""
+        batch = Batch()
+        if self.messages.stage(batch, message):
+            self.social.apply(message, batch)
+            self.kv.write(batch)
 
     def get_setting(self, name: str) -> str | None:
         """A node setting kept in the store (such as the default account's name)."""

@@ -6,11 +6,13 @@ loopback (docs/api.md, "Streaming").
 """
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path(os.environ.get("TOKTOK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -38,3 +40,26 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def player_state(page: Page) -> dict[str, Any]:
+    """The web app's ``window.toktok.player`` (docs/api.md), or {} before there is one."""
+    state: dict[str, Any] | None = page.evaluate(
+        "() => window.toktok && window.toktok.player || null"
+    )
+    return state or {}
+
+
+def until(
+    page: Page, script: str, what: str, *, timeout_s: float = 60.0, poll_ms: float = 50
+) -> Any:
+    """Poll ``script`` (a function expression) in the page until it returns something true;
+    return that. The app's CSP forbids eval, so Playwright's wait_for_function cannot be
+    used. Raises AssertionError, with the player's state, at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = page.evaluate(script)
+        if value:
+            return value
+        page.wait_for_timeout(poll_ms)
+    raise AssertionError(f"timed out waiting for {what}: {player_state(page)}")

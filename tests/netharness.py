@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
 from node.config import NodeConfig, write_config
 from node.controlclient import ControlClient
+from node.daemon import key_pair_from_seed
 from node.home import Home
 from protocol.placement import should_seed
 from tests.cli_helpers import PASSPHRASE, toktok_env
@@ -86,7 +86,7 @@ def init_home(path: Path, name: str = "default", **settings: Any) -> Path:
 def node_peer_id(home: Path) -> bytes:
     """The binary libp2p peer id a node over ``home`` will have."""
     seed = Home(home).node_key_path.read_bytes()
-    return bytes(ID.from_pubkey(create_new_key_pair(seed).public_key).to_bytes())
+    return bytes(ID.from_pubkey(key_pair_from_seed(seed).public_key).to_bytes())
 
 
 def fetcher_home(path: Path, mid: bytes, seeders: Sequence[bytes], **settings: Any) -> Path:

@@ -21,9 +21,8 @@ class ChunkRefused(Exception):
 
 @dataclass
 class _Pending:
+    done: "asyncio.Future[bytes]"
     parts: dict[int, bytes] = field(default_factory=dict)
-    total: int | None = None
-    done: "asyncio.Future[bytes] | None" = None
 
 
 class RtcClient:
@@ -53,9 +52,8 @@ class RtcClient:
     async def chunk(self, rid: int, video: bytes, cid: bytes, timeout_s: float = 20.0) -> bytes:
         """Ask for one chunk and wait for all of it. Raises ChunkRefused with the node's
         message."""
-        pending = self._pending[rid] = _Pending(done=asyncio.get_running_loop().create_future())
+        pending = self._pending[rid] = _Pending(asyncio.get_running_loop().create_future())
         self.channel.send(json.dumps({"id": rid, "video": video.hex(), "cid": cid.hex()}))
-        assert pending.done is not None
         try:
             return await asyncio.wait_for(pending.done, timeout_s)
         finally:
@@ -69,15 +67,14 @@ class RtcClient:
             value = json.loads(message)
             self.texts.append(value)
             pending = self._pending.get(value.get("id"))
-            if pending is not None and pending.done is not None and not pending.done.done():
+            if pending is not None and not pending.done.done():
                 pending.done.set_exception(ChunkRefused(str(value.get("error"))))
             return
         rid, offset, total = HEADER.unpack_from(message)
         pending = self._pending.get(rid)
-        if pending is None or pending.done is None or pending.done.done():
+        if pending is None or pending.done.done():
             return
         pending.parts[offset] = message[HEADER.size :]
-        pending.total = total
         if sum(len(p) for p in pending.parts.values()) >= total:
             data = b"".join(pending.parts[k] for k in sorted(pending.parts))
             pending.done.set_result(data)

@@ -1,6 +1,5 @@
 """The control interface end to end: ControlServer on a real socket, ControlClient in a thread."""
 
-import http.client
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from node.controlclient import (
 )
 from node.httpserver import serve_http
 from node.metrics import Registry
+from tests.httpclient import raw_request
 
 GUARD_S = 10
 PEER_ID = "12D3KooWExample"
@@ -105,18 +105,6 @@ async def node(nursery: trio.Nursery, tmp_path: Path) -> Node:
         tmp_path, port=port, metrics_port=None, pid=os.getpid(), peer_id=PEER_ID, addrs=["/a"]
     )
     return Node(tmp_path, port, registry, ControlClient.from_home(tmp_path))
-
-
-def raw_request(
-    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD_S)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 def auth(home: Path) -> dict[str, str]:

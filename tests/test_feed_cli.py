@@ -74,6 +74,10 @@ def test_feed_follow_like_block_offline(tmp_path: Path) -> None:
     assert ids[0] in [i["id"] for i in feed(home)]
     bad = toktok(home, "block", "ttnotanaccount", check=False)
     assert bad.returncode == 2 and "error:" in bad.stderr
+    with Home(home).open() as stores:
+        me = account_to_text(default_account(stores)[1])
+    itself = toktok(home, "block", me, check=False)
+    assert itself.returncode == 2 and "does not block itself" in itself.stderr
 
 
 def test_view_offline_is_stored_logged_and_ranks(tmp_path: Path) -> None:
@@ -125,6 +129,8 @@ def test_feed_and_followers_through_a_running_node(tmp_path: Path) -> None:
         followers = node.call("followers")["followers"]
         assert followers == [account_to_text(friend.public_key)]
         node.call("block", target=account_to_text(creator.public_key))
+        with pytest.raises(ControlCallError, match="does not block itself"):
+            node.call("block", target=account_to_text(viewer))
         assert ids[0] not in [i["id"] for i in node.call("feed")["feed"]]
         assert toktok(home, "feed").returncode == 0
     finally:

@@ -7,7 +7,6 @@ what only the wire shows (cookies, headers). WebRTC itself is tested in test_gat
 """
 
 import hashlib
-import http.client
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -40,6 +39,7 @@ from protocol.cid import chunk_id
 from storage.chunks import PinReason
 from tests.cli_helpers import PASSPHRASE
 from tests.factories import NOW_MS, account, fake_video, sealed_manifest
+from tests.httpclient import raw_request
 from tests.ledgernet import prepare_ledger_homes
 from tests.netharness import init_home
 
@@ -941,18 +941,6 @@ async def test_rtc_offers_checked(tmp_path: Path, ledger_home: Path) -> None:
 # -- over a real socket --------------------------------------------------------------------
 
 
-def exchange(
-    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD_S)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
 async def test_over_a_socket(tmp_path: Path, ledger_home: Path, nursery: trio.Nursery) -> None:
     async with running(tmp_path, ledger_home) as env:
         assert env.owner is not None
@@ -960,7 +948,9 @@ async def test_over_a_socket(tmp_path: Path, ledger_home: Path, nursery: trio.Nu
         origin = {"Origin": f"http://127.0.0.1:{port}", "Content-Type": JSON}
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return trio.to_thread.run_sync(partial(exchange, port, *args, **kwargs))
+            return trio.to_thread.run_sync(
+                partial(raw_request, port, *args, timeout_s=GUARD_S, **kwargs)
+            )
 
         status, headers, body = await call("GET", "/")
         assert (status, body, headers["Content-Security-Policy"]) == (200, INDEX, CSP)

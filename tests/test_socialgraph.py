@@ -22,7 +22,7 @@ from storage.chunks import PinReason
 from storage.errors import StoreError
 from storage.keys import META_SCHEMA, META_SOCIAL_GRAPH, Prefix, meta_key
 from storage.kv import KV, Batch, MemoryKV
-from storage.social import INDEX_PREFIXES, ViewTotal
+from storage.social import INDEX_PREFIXES, SocialStore, ViewTotal
 from storage.socialgraph import SocialGraph
 from storage.stores import SCHEMA_VERSION, Stores
 from tests.factories import NOW_MS, account, fake_video, sealed_manifest
@@ -70,7 +70,7 @@ def rebuilt_copy(kv: KV) -> MemoryKV:
         if key[0] not in GRAPH_PREFIXES and key != meta_key(META_SOCIAL_GRAPH):
             batch.put(key, value)
     copy.write(batch)
-    SocialGraph(copy).rebuild()
+    SocialGraph(copy, SocialStore(copy)).rebuild()
     return copy
 
 
@@ -167,6 +167,20 @@ def test_likers_and_like_count(stores: Stores) -> None:
     assert graph.like_count(video) == 0
     assert graph.likers(video, 10) == []
     assert list(stores.kv.iterate(bytes([Prefix.LIKE_COUNT]))) == []  # never a zero count
+
+
+def test_is_liking_reads_the_latest_reaction(stores: Stores) -> None:
+    fan, other, video = account(20), account(21), video_id(7)
+    assert not stores.social.is_liking(fan.public_key, video)
+    stores.social.apply(react(fan, video, NOW_MS + 1))
+    assert stores.social.is_liking(fan.public_key, video)
+    assert not stores.social.is_liking(other.public_key, video)
+    assert not stores.social.is_liking(fan.public_key, video_id(8))
+    # An older unlike changes nothing; a newer one takes the like back.
+    stores.social.apply(react(fan, video, NOW_MS, like=False))
+    assert stores.social.is_liking(fan.public_key, video)
+    stores.social.apply(react(fan, video, NOW_MS + 2, like=False))
+    assert not stores.social.is_liking(fan.public_key, video)
 
 
 def test_videos_by_and_video_read_the_manifest_indexes(stores: Stores) -> None:
@@ -284,6 +298,14 @@ def test_blocks_are_per_viewer_and_local(stores: Stores) -> None:
     assert graph.unblock(alice, bob)
     assert not graph.unblock(alice, bob)
     assert graph.blocked(alice) == frozenset({carol})
+
+
+def test_invalid_block_of_oneself(stores: Stores) -> None:
+    alice = account(1).public_key
+    for change in (stores.graph.block, stores.graph.unblock):
+        with pytest.raises(ValueError, match=socialgraph.SELF_BLOCK):
+            change(alice, alice)
+    assert stores.graph.blocked(alice) == frozenset()
 
 
 def test_invalid_block_beyond_the_limit(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,15 +9,13 @@ the test reads B's state to see both. Then a page whose data channel flips a byt
 segment, and one whose envelope is altered, must refuse to play.
 """
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
 
-from tests.browser import chromium
+from tests.browser import chromium, player_state, until
 from tests.cli_helpers import toktok
 from tests.netharness import wait_for
 from tests.webnet import WebNet, web_network
@@ -48,23 +46,6 @@ def _api(net: WebNet, path: str) -> Any:
         return None
 
 
-def _player(page: Page) -> dict[str, Any]:
-    state: dict[str, Any] = page.evaluate("() => window.toktok && window.toktok.player || null")
-    return state or {}
-
-
-def _until(page: Page, script: str, what: str, timeout_s: float = GUARD_S) -> Any:
-    """Poll ``script`` (a function expression) in the page until it returns something true.
-    The page's CSP forbids eval, so Playwright's wait_for_function cannot be used."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = page.evaluate(script)
-        if value:
-            return value
-        page.wait_for_timeout(100)
-    raise AssertionError(f"timed out waiting for {what}: {_player(page)}")
-
-
 def test_watch_seek_like_and_follow_in_chromium(net: WebNet, tmp_path: Path) -> None:
     b, video = net.b, net.video
     creator = _api(net, f"/api/videos/{video}")["video"]["author"]
@@ -76,20 +57,20 @@ def test_watch_seek_like_and_follow_in_chromium(net: WebNet, tmp_path: Path) -> 
         page.goto(net.base + "#/feed")
         item = page.locator(f'[data-testid="feed-item"][data-video="{video}"]')
         item.first.click()
-        _until(page, "() => document.querySelector('video').currentTime > 1", "playback")
-        state = _player(page)
+        until(page, "() => document.querySelector('video').currentTime > 1", "playback")
+        state = player_state(page)
         assert state["video"] == video and not state["errors"]
         assert state["marks"]["click"] is not None and state["marks"]["firstFrame"] is not None
 
         # Seek to the middle: playback goes on from there.
         middle = SECONDS / 2
         page.evaluate(f"() => {{ document.querySelector('video').currentTime = {middle} }}")
-        _until(
+        until(
             page,
             f"() => document.querySelector('video').currentTime > {middle + 1}",
             "playback after the seek",
         )
-        assert _player(page)["marks"]["seeked"] is not None
+        assert player_state(page)["marks"]["seeked"] is not None
 
         page.locator('[data-testid="like-button"]').click()
         wait_for(
@@ -108,7 +89,7 @@ def test_watch_seek_like_and_follow_in_chromium(net: WebNet, tmp_path: Path) -> 
         reasons = page.locator(f'[data-testid="feed-item"][data-video="{video}"] .reasons')
         reasons.filter(has_text="you follow the creator").wait_for(timeout=GUARD_S * 1000)
         page.go_back()
-        _until(page, "() => document.querySelector('video')?.currentTime > 0", "playback again")
+        until(page, "() => document.querySelector('video')?.currentTime > 0", "playback again")
         shot = tmp_path / "watch.png"
         page.screenshot(path=str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -150,7 +131,7 @@ def test_page_refuses_a_tampered_segment(net: WebNet) -> None:
         page.goto(net.base + f"#/watch/{video}")
         error = page.locator('[data-testid="player-error"]')
         error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
-        state = _player(page)
+        state = player_state(page)
         assert any("failed verification" in e for e in state["errors"])
         assert state["appended"] == 0
         assert page.evaluate("() => document.querySelector('video').currentTime") == 0
@@ -171,7 +152,7 @@ def test_page_refuses_an_altered_envelope(net: WebNet) -> None:
         page.goto(net.base + f"#/watch/{video}")
         error = page.locator('[data-testid="player-error"]')
         error.filter(has_text="failed verification").wait_for(timeout=GUARD_S * 1000)
-        assert _player(page).get("appended", 0) == 0
+        assert player_state(page).get("appended", 0) == 0
         page.close()
 
 
@@ -197,6 +178,6 @@ def test_upload_from_the_page(net: WebNet, sample: Path) -> None:
         listed = _api(net, f"/api/videos/{video}") or {}
         assert listed["video"]["title"] == "uploaded from chromium"
         link.click()
-        _until(page, "() => document.querySelector('video').currentTime > 1", "playback")
-        assert not _player(page)["errors"]
+        until(page, "() => document.querySelector('video').currentTime > 1", "playback")
+        assert not player_state(page)["errors"]
         page.close()

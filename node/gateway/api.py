@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from node.config import WebConfig
-from node.control import UNLOCKED_KEY, ControlError, ControlServer, parse_params
+from node.control import UNLOCKED_KEY, ControlServer, parse_params
 from node.daemon import Node
 from node.gateway.params import (
     ACCOUNT,
@@ -44,22 +44,20 @@ from node.gateway.params import (
     Fields,
     account_id,
     check_content_type,
-    json_response,
     video_id,
 )
-from node.gateway.rtc import RtcRefused, RtcService
-from node.gateway.segments import SegmentError, SegmentSource
+from node.gateway.rtc import RtcService
+from node.gateway.segments import SegmentSource
 from node.gateway.sessions import (
-    AccessRefused,
     Sessions,
     check_not_cross_site,
     check_same_origin,
     clear_cookie,
     set_cookie,
 )
-from node.gateway.uploads import UploadError, Uploads
+from node.gateway.uploads import Uploads
 from node.home import HomeError, default_account
-from node.httpserver import JSON_TYPE, Request, Response, error_response
+from node.httpserver import JSON_TYPE, Refusal, Request, Response, json_response
 from protocol.accounts import AccountKey, account_from_text, account_to_text
 from storage.errors import StoreError
 
@@ -70,28 +68,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 OCTET_TYPE = "application/octet-stream"
 JSON_BODY_BYTES_MAX = 64 * 1024
 SIGNIN_TOKEN_BYTES = 32
-LIKED_SCAN_MAX = 10_000
-"""``liked`` looks among the owner's most recent likes, this many at most."""
 FOLLOWERS_COUNTED_MAX = 10_000
 """A profile counts followers up to this many (and says when there are more)."""
 NODE_VIDEOS_MAX = 200
 """The node page lists this many of the videos held here, newest first."""
 LOCKED = "the node's account is locked: start the node with TOKTOK_PASSPHRASE set"
 NO_LEDGER = "this node keeps no ledger: its node.toml names no genesis"
-LEDGER_ROUTES = frozenset(
-    {
-        "balance",
-        "history",
-        "tokens",
-        "transfer",
-        "tip",
-        "token.create",
-        "offers",
-        "offer.quote",
-        "buy",
-    }
-)
-"""The control routes that node/ledgerapi.py installs only on a node with a ledger."""
 
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
@@ -122,7 +104,6 @@ CONTENT_TYPES = {
 }
 Reply = Response | dict[str, Any]
 Endpoint = Callable[[Call], Awaitable[Reply]]
-REFUSALS = (ApiError, AccessRefused, UploadError, ControlError, SegmentError, RtcRefused)
 
 
 class Access(Enum):
@@ -184,8 +165,8 @@ class Gateway:
                 response.headers.setdefault("Cache-Control", "no-store")
             else:
                 response = await self._static(request)
-        except REFUSALS as exc:
-            response = error_response(exc.status, exc.message, getattr(exc, "headers", None))
+        except Refusal as exc:  # a control call's, a check's, an upload's, a stream's
+            response = exc.response()
             response.headers["Cache-Control"] = "no-store"
         response.headers.update(SECURITY_HEADERS)
         return response
@@ -281,7 +262,8 @@ class Gateway:
     async def _call(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """The control route's reply. Raises ControlError as the route does, ApiError (409)
         for a ledger route on a node that keeps no ledger (it has no such route)."""
-        if name in LEDGER_ROUTES and self._node.ledger is None:
+        # The ledger's routes are installed only on a node that keeps a ledger.
+        if name not in self._control and self._node.ledger is None:
             raise ApiError(NO_LEDGER, 409)
         reply = await self._control.call(name, params)
         assert isinstance(reply, dict), f"the route {name} streams"
@@ -339,9 +321,7 @@ class Gateway:
         mid = bytes.fromhex(reply["video"]["id"])
         author = account_from_text(reply["video"]["author"])
         viewer, stores = self._viewer(), self._node.stores
-        liked = viewer is not None and any(
-            m == mid for m, _ in stores.graph.liked(viewer, LIKED_SCAN_MAX)
-        )
+        liked = viewer is not None and stores.social.is_liking(viewer, mid)
         following = viewer is not None and stores.social.is_following(viewer, author)
         likes = stores.graph.like_count(mid)
         return {**reply, "liked": liked, "likes": likes, "following_author": following}
@@ -499,14 +479,5 @@ class Gateway:
 
 def _held(video: dict[str, Any]) -> dict[str, Any]:
     """A held video as the node page lists it: how many of its chunks are here."""
-    cids = {video["thumbnail"]["cid"]}
-    for rendition in video["renditions"]:
-        cids.add(rendition["init"]["cid"])
-        cids.update(s["cid"] for s in rendition["segments"])
-    return {
-        "id": video["id"],
-        "title": video["title"],
-        "author": video["author"],
-        "chunks_held": video["chunks_held"],
-        "chunks": len(cids),
-    }
+    keys = ("id", "title", "author", "chunks_held", "chunks")
+    return {key: video[key] for key in keys}

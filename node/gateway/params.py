@@ -5,13 +5,12 @@ Every field an endpoint takes is declared with its type and whether it is requir
 it does not take is refused too, so a typo is an error rather than a setting ignored.
 """
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.httpserver import Request, Response
+from node.httpserver import Refusal, Request
 from protocol.accounts import InvalidAccount, account_from_text
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -21,16 +20,8 @@ Fields = Mapping[str, tuple[type, bool]]
 """What a body or query takes: field name -> (str, int or list of str; required)."""
 
 
-class ApiError(Exception):
+class ApiError(Refusal):
     """A request refused by the gateway itself, with its HTTP ``status``."""
-
-    def __init__(
-        self, message: str, status: int = 400, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -94,11 +85,6 @@ def account_id(text: str) -> bytes:
         return account_from_text(text)
     except InvalidAccount as exc:
         raise ApiError(f"account: {exc}") from exc
-
-
-def json_response(value: dict[str, Any], status: int = 200) -> Response:
-    body = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    return Response(status=status, body=body)
 
 
 LIMIT: Fields = {"limit": (int, False)}

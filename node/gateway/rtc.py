@@ -37,6 +37,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from node.gateway.bridge import Bridge, BridgeClosed
 from node.gateway.segments import SegmentError
+from node.httpserver import Refusal
 
 log = logging.getLogger("toktok.gateway")
 
@@ -63,13 +64,8 @@ class ChunkSource(Protocol):
         ...
 
 
-class RtcRefused(Exception):
+class RtcRefused(Refusal):
     """An offer the node will not answer, with the HTTP status to say so."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)

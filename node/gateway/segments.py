@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import trio
 
 from node.daemon import Node
+from node.httpserver import Refusal
 from node.swarm import SwarmError, download_rendition
 from protocol.kinds import VideoManifest
 from storage.chunks import PinReason
@@ -30,18 +31,15 @@ NEARBY_STALL_MS = 3_000
 """How long the peers at hand may all fail a chunk before the DHT is asked."""
 STALL_MS = 15_000
 """How long every known holder may fail a chunk before the download gives up."""
+VIDEOS_KEPT = 256
+"""Manifests kept parsed, with their chunks' places, for the videos being watched."""
 CACHE_BYTES_MAX = 64 * 1024 * 1024
 """Chunks served lately, kept verified in memory: many viewers of one video (the popular
 case) then cost one read and one hash per chunk, not one each."""
 
 
-class SegmentError(Exception):
+class SegmentError(Refusal):
     """A request for bytes that cannot be answered, with the HTTP-like ``status``."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -54,17 +52,15 @@ class ChunkPlace:
     size: int
 
 
-def chunk_place(manifest: VideoManifest, cid: bytes) -> ChunkPlace | None:
-    """The place of ``cid`` in ``manifest``, or None when the manifest names no such chunk."""
-    if cid == manifest.thumbnail.cid:
-        return ChunkPlace(None, 0, manifest.thumbnail.size)
+def chunk_places(manifest: VideoManifest) -> dict[bytes, ChunkPlace]:
+    """Where each chunk ``manifest`` names sits in it (a cid named twice: its first place)."""
+    places: dict[bytes, ChunkPlace] = {}
+    places.setdefault(manifest.thumbnail.cid, ChunkPlace(None, 0, manifest.thumbnail.size))
     for rendition in manifest.renditions:
-        if cid == rendition.init.cid:
-            return ChunkPlace(rendition.name, -1, rendition.init.size)
+        places.setdefault(rendition.init.cid, ChunkPlace(rendition.name, -1, rendition.init.size))
         for index, segment in enumerate(rendition.segments):
-            if cid == segment.cid:
-                return ChunkPlace(rendition.name, index, segment.size)
-    return None
+            places.setdefault(segment.cid, ChunkPlace(rendition.name, index, segment.size))
+    return places
 
 
 class _Download:
@@ -113,6 +109,9 @@ class SegmentSource:
         self._downloads: dict[tuple[bytes, str], _Download] = {}
         """Running downloads by (video, rendition or "thumbnail")."""
         self._cache = _ChunkCache(CACHE_BYTES_MAX)
+        self._videos: OrderedDict[bytes, tuple[VideoManifest, dict[bytes, ChunkPlace]]] = (
+            OrderedDict()
+        )
         self.served_bytes = 0
         self.downloads_started = 0
         self.downloads_failed = 0
@@ -147,8 +146,8 @@ class SegmentSource:
         Raises SegmentError: 404 for an unknown video or a cid the manifest does not name,
         502 when no reachable peer has it, 504 when it does not arrive in CHUNK_WAIT_S.
         """
-        manifest = self.manifest(mid)
-        place = chunk_place(manifest, cid)
+        manifest, places = self._video(mid)
+        place = places.get(cid)
         if place is None:
             raise SegmentError("the video names no such chunk", 404)
         download: _Download | None = None
@@ -166,6 +165,19 @@ class SegmentSource:
                 if not download.done:
                     await download.changed.wait()
         raise SegmentError(f"the chunk did not arrive within {CHUNK_WAIT_S:.0f} s", 504)
+
+    def _video(self, mid: bytes) -> tuple[VideoManifest, dict[bytes, ChunkPlace]]:
+        """The manifest and its chunks' places, kept for the videos watched lately: every
+        chunk request needs them, and a stored manifest is read and checked only once."""
+        entry = self._videos.get(mid)
+        if entry is not None and self._node.stores.manifests.has(mid):  # not withdrawn
+            self._videos.move_to_end(mid)
+            return entry
+        manifest = self.manifest(mid)
+        entry = self._videos[mid] = (manifest, chunk_places(manifest))
+        while len(self._videos) > VIDEOS_KEPT:
+            self._videos.popitem(last=False)
+        return entry
 
     def _stored(self, mid: bytes) -> StoredManifest:
         try:

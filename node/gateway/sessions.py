@@ -20,6 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from node.httpserver import Refusal
+
 SESSION_COOKIE = "toktok_session"
 SESSION_BYTES = 32
 TOKEN_CHARS_MAX = 256
@@ -31,14 +33,9 @@ SIGNIN_TRY_REFILL_S = 2.0
 SAME_ORIGIN = "same-origin"
 
 
-class AccessRefused(Exception):
+class AccessRefused(Refusal):
     """A request refused for who sent it or from where, with its HTTP ``status``
     (401 no session, 403 another origin, 400 a malformed token, 429 too many tries)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 class Sessions:

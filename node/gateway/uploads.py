@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from node.control import ControlError
+from node.httpserver import Refusal
 
 log = logging.getLogger("toktok.gateway")
 
@@ -50,13 +51,8 @@ _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 _ID = re.compile(rf"[0-9a-f]{{{2 * ID_BYTES}}}")
 
 
-class UploadError(Exception):
+class UploadError(Refusal):
     """An upload request refused, with its HTTP ``status``."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass
@@ -270,7 +266,7 @@ class Uploads:
         upload.result, upload.error = result, error
         upload.touched_s = self._clock()
         # A finished upload's file is of no more use: the ingest has read it, or never will.
-        upload.path.unlink(missing_ok=True)
+        _remove(upload.path)
         upload.finished.set()
         self._forget_finished()
 

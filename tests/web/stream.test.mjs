@@ -14,9 +14,8 @@ const cid = (n) => '01551220' + n.toString(16).padStart(2, '0').repeat(32)
 
 function harness () {
   const sent = []
-  let t = 0
-  const requests = new ChunkRequests({ send: (text) => sent.push(JSON.parse(text)), now: () => t })
-  return { sent, requests, tick: (ms) => { t += ms } }
+  const requests = new ChunkRequests({ send: (text) => sent.push(JSON.parse(text)) })
+  return { sent, requests }
 }
 
 // A binary message: the 12-byte header (id, offset, total; big-endian) then the payload.

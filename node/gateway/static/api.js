@@ -11,7 +11,7 @@ export class ApiError extends Error {
   }
 }
 
-const READ_ONLY = 'read-only: open the link the node printed to sign in'
+export const READ_ONLY = 'read-only: open the link the node printed to sign in'
 export const SIGNED_OUT_EVENT = 'toktok:unauthorized'
 
 async function reply (response, what) {
@@ -32,20 +32,23 @@ async function reply (response, what) {
   return body
 }
 
-async function call (method, path, { body, type, signal } = {}) {
+/** The raw response of one same-origin request; a network failure is an ApiError. */
+async function send (method, path, { body, type, signal } = {}) {
   const init = { method, credentials: 'same-origin', signal, headers: {} }
   if (body !== undefined) {
     init.body = body
     init.headers['Content-Type'] = type
   }
-  let response
   try {
-    response = await fetch(path, init)
+    return await fetch(path, init)
   } catch (err) {
     if (err.name === 'AbortError') throw err
     throw new ApiError(0, `cannot reach the node: ${err.message}`)
   }
-  return reply(response, `${method} ${path}`)
+}
+
+async function call (method, path, options) {
+  return reply(await send(method, path, options), `${method} ${path}`)
 }
 
 export const getJson = (path, signal) => call('GET', path, { signal })
@@ -60,13 +63,7 @@ export const putBytes = (path, blob, signal) =>
 
 /** The raw bytes of a GET, as a Uint8Array of at most `bytesMax` bytes. */
 export async function getBytes (path, bytesMax, signal) {
-  let response
-  try {
-    response = await fetch(path, { credentials: 'same-origin', signal })
-  } catch (err) {
-    if (err.name === 'AbortError') throw err
-    throw new ApiError(0, `cannot reach the node: ${err.message}`)
-  }
+  const response = await send('GET', path, { signal })
   if (!response.ok) return reply(response, `GET ${path}`)
   if (Number(response.headers.get('content-length')) > bytesMax) {
     throw new ApiError(response.status, `${path}: over ${bytesMax} bytes`)

@@ -21,7 +21,7 @@ const ROUTES = {
   node: nodePage
 }
 
-export const session = { signedIn: false, account: null, web: null }
+export const session = { signedIn: false, account: null }
 
 let current = null // {name, controller, cleanup}
 
@@ -108,7 +108,6 @@ async function loadSession () {
     const status = await getJson('/api/status')
     session.signedIn = status.signed_in === true
     session.account = status.account ?? null
-    session.web = status.web ?? null
   } catch (err) {
     session.signedIn = false
     setStatus(`cannot read the node's status: ${err.message}`, 'error')

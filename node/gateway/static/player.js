@@ -46,7 +46,6 @@ async function openConnection () {
   const meter = new ThroughputMeter({ now })
   const requests = new ChunkRequests({
     send: (text) => { if (dc.readyState === 'open') dc.send(text) },
-    now,
     onBytes: (n) => meter.received(n),
     onFlightChange: (n) => meter.flight(n)
   })

@@ -36,13 +36,12 @@ export class ChunkCancelled extends Error {
 
 /**
  * Requests chunks over one data channel, at most REQUESTS_IN_FLIGHT_MAX at a time; the
- * rest wait their turn (at most WAITING_MAX). `send(text)` sends a text message; `now()`
- * is a clock in ms; `onBytes(n)` hears of every payload received (for the meter).
+ * rest wait their turn (at most WAITING_MAX). `send(text)` sends a text message;
+ * `onBytes(n)` hears of every payload received (for the meter).
  */
 export class ChunkRequests {
-  constructor ({ send, now, onBytes = () => {}, onFlightChange = () => {} }) {
+  constructor ({ send, onBytes = () => {}, onFlightChange = () => {} }) {
     this.send = send
-    this.now = now
     this.onBytes = onBytes
     this.onFlightChange = onFlightChange
     this.nextId = 1
@@ -107,7 +106,6 @@ export class ChunkRequests {
     while (this.inFlight.size < REQUESTS_IN_FLIGHT_MAX && this.waiting.length > 0) {
       const req = this.waiting.shift()
       req.id = this.takeId()
-      req.sentAt = this.now()
       req.buffer = new Uint8Array(req.size) // the manifest's size, never the node's word
       this.inFlight.set(req.id, req)
       this.onFlightChange(this.inFlight.size)

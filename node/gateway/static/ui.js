@@ -1,6 +1,7 @@
 // Building the page: elements from data (never from HTML strings, so nothing a node or a
 // peer wrote can become markup), the status line, and buttons that run one action.
 
+import { READ_ONLY } from './api.js'
 import { shortAccount } from './format.js'
 
 /**
@@ -54,7 +55,6 @@ export function clearStatus () {
 // Write buttons follow the session: disabled when the page is read-only.
 const writers = new Set()
 let signedIn = false
-export const READ_ONLY_TITLE = 'read-only: open the link the node printed to sign in'
 
 export function writeButton (el, enabledIf = () => true) {
   el.classList.add('write')
@@ -65,7 +65,7 @@ export function writeButton (el, enabledIf = () => true) {
 
 function refreshWriter ({ el, enabledIf }) {
   el.disabled = !signedIn || !enabledIf()
-  el.title = signedIn ? '' : READ_ONLY_TITLE
+  el.title = signedIn ? '' : READ_ONLY
 }
 
 export function setSignedIn (value) {
@@ -75,8 +75,6 @@ export function setSignedIn (value) {
     else refreshWriter(w)
   }
 }
-
-export const isSignedIn = () => signedIn
 
 /** Re-apply the rule of every write button (after a page changed what `enabledIf` reads). */
 export function refreshWriters () {

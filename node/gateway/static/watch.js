@@ -45,9 +45,9 @@ export async function watchPage ({ main, args, signal, session }) {
 function showDetails (info, reply, session, signal) {
   const v = reply.video
   const state = {
-    liked: reply.liked ?? v.liked ?? false,
-    likes: reply.likes ?? v.likes ?? null,
-    following: reply.following_author ?? v.following_author ?? false
+    liked: reply.liked ?? false,
+    likes: reply.likes ?? null,
+    following: reply.following_author ?? false
   }
   const own = () => session.account !== null && session.account === v.author
 
