@@ -36,20 +36,30 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 	else echo "chromium is missing: install it (apt-get install chromium)" >&2; exit 1; fi
 
+# The simulator's hot modules compiled with mypyc (simulation/native.py); with no C
+# compiler the simulator runs as plain Python, slower. gcc comes from Debian when root.
+NATIVE := simulation/native.json
+NATIVE_SOURCES := simulation/engine.py simulation/network.py simulation/gossip.py simulation/native.py
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES)
+	@if ! command -v cc >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q gcc; fi
+	$(BIN)/python -m simulation.native build
+
 demo: $(STAMP)
 	$(BIN)/python -m node.demo --home $(HOME_DEMO)
 
 test: lint unit
 
-lint: $(STAMP)
+lint: $(STAMP) $(NATIVE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy node protocol storage bootstrap simulation bench tests
 
-unit: $(STAMP) $(JS_STAMP) $(CHROMIUM)
+unit: $(STAMP) $(NATIVE) $(JS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
+	$(BIN)/python bench/sim.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/gossip.py
@@ -61,6 +71,7 @@ bench: $(STAMP)
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
+	$(BIN)/python -m simulation.native clean || true
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS)/node_modules
 	@if [ -f $(HOME_DEMO)/.toktok-demo ]; then rm -rf $(HOME_DEMO); \
 	elif [ -e $(HOME_DEMO) ]; then echo "kept $(HOME_DEMO): it has no .toktok-demo file"; fi
