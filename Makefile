@@ -8,7 +8,7 @@ JS_STAMP := $(JS)/node_modules/.stamp
 CHROMIUM ?= /usr/bin/chromium
 HOME_DEMO ?= .demo-home
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench clean native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,9 @@ NATIVE_SOURCES := simulation/engine.py simulation/network.py simulation/gossip.p
 $(NATIVE): $(STAMP) $(NATIVE_SOURCES)
 	@if ! command -v cc >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -q && apt-get install -y -q gcc; fi
-	$(BIN)/python -m simulation.native build
+	$(BIN)/python simulation/native.py build
+
+native: $(NATIVE)
 
 demo: $(STAMP)
 	$(BIN)/python -m node.demo --home $(HOME_DEMO)
@@ -71,7 +73,7 @@ bench: $(STAMP) $(NATIVE)
 
 # The demo home goes only if the demo made it (node/demo.py writes the marker file).
 clean:
-	$(BIN)/python -m simulation.native clean || true
+	$(BIN)/python simulation/native.py clean || true
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS)/node_modules
 	@if [ -f $(HOME_DEMO)/.toktok-demo ]; then rm -rf $(HOME_DEMO); \
 	elif [ -e $(HOME_DEMO) ]; then echo "kept $(HOME_DEMO): it has no .toktok-demo file"; fi

@@ -30,15 +30,13 @@ class _PureFinder(importlib.abc.MetaPathFinder):
         package, _, name = fullname.rpartition(".")
         if package != __name__ or name not in native.HOT_MODULES:
             return None
-        return importlib.util.spec_from_file_location(
-            fullname, native.PACKAGE_DIR / f"{name}.py"
-        )
+        return importlib.util.spec_from_file_location(fullname, native.PACKAGE_DIR / f"{name}.py")
 
 
 if os.environ.get(native.PURE_ENV) == "1":
     sys.meta_path.insert(0, _PureFinder())
 elif stale := native.stale_modules():
     raise StaleNativeBuild(
-        f"simulation/{stale[0]}.py changed after its native build: run "
-        "`python -m simulation.native build` (or `... clean` to run as plain Python)"
+        f"simulation/{stale[0]}.py changed after its native build: run `make native` "
+        "(or `python simulation/native.py clean` to run as plain Python)"
     )

@@ -114,10 +114,16 @@ class GossipSub:
         n = net.n
         self.mesh: list[set[int]] = [set() for _ in range(n)]
         self._out: list[list[tuple[int, int, float]] | None] = [None] * n
-        self.seen: list[set[int]] = [set() for _ in range(n)]
+        # The valid messages each node lacks: small, so an IHAVE is checked against it
+        # (an intersection, at the cost of the smaller set) rather than against all the
+        # node has seen.
+        self.missing: list[set[int]] = [set() for _ in range(n)]
+        # The message cache: per node, the ids it accepted in each of its last
+        # ``gossip_history`` heartbeats; ``current`` is the newest window.
         self.windows: list[deque[list[int]]] = [
             deque([[]], maxlen=params.gossip_history) for _ in range(n)
         ]
+        self.current: list[list[int]] = [w[-1] for w in self.windows]
         self.cpu_free = [0] * n
         self.backoff: dict[tuple[int, int], int] = {}
         self.invalid: dict[tuple[int, int], int] = {}
@@ -164,6 +170,7 @@ class GossipSub:
                 msg.done[node] = 0
         if online:
             self.windows[node] = deque([[]], maxlen=self.p.gossip_history)
+            self.current[node] = self.windows[node][-1]
             self._start_heartbeat(node, self.sim.now)
 
     # -- publishing --------------------------------------------------------------------
@@ -194,6 +201,9 @@ class GossipSub:
         )
         self.messages.append(msg)
         if valid:
+            mid = msg.mid
+            for lacking in self.missing:
+                lacking.add(mid)
             self._accept(msg, node, node)
         else:
             # A forger sends its forgery to every connection it has, mesh or not.
@@ -206,15 +216,15 @@ class GossipSub:
             return False
         msg.done[node] = self.sim.now or 1
         msg.accepted += 1
-        self.seen[node].add(msg.mid)
+        self.missing[node].discard(msg.mid)
         self.synced += 1
         if self.on_accept is not None:
             self.on_accept(node, msg, self.sim.now)
         return True
 
     def holds(self, node: int) -> set[int]:
-        """The ids of the messages ``node`` has accepted (the set is the model's own)."""
-        return self.seen[node]
+        """The ids of the messages ``node`` has accepted (a new set each call)."""
+        return {msg.mid for msg in self.messages if msg.done[node] > 0}
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -270,8 +280,8 @@ class GossipSub:
         done[node] = start
         msg.accepted += 1
         mid = msg.mid
-        self.seen[node].add(mid)
-        self.windows[node][-1].append(mid)
+        self.missing[node].discard(mid)
+        self.current[node].append(mid)
         origin = msg.origin
         if node != origin:
             times = msg.item_times_us
@@ -357,7 +367,9 @@ class GossipSub:
             ids.extend(window)
         if ids:
             self._emit_ihave(node, ids)
-        windows.append([])
+        fresh: list[int] = []
+        windows.append(fresh)
+        self.current[node] = fresh
 
     def _maintain(self, node: int) -> None:
         mesh = self.mesh[node]
@@ -373,17 +385,26 @@ class GossipSub:
                 for peer in self.net.peers[node]
                 if peer not in mesh and backoff.get((node, peer), 0) <= now
             )
-            chosen = self._rng.sample(pool, min(p.D - size, len(pool)))
+            chosen = self._pick(pool, min(p.D - size, len(pool)))
             for peer in chosen:
                 mesh.add(peer)
                 self._control(node, peer, 0, self._graft, node, peer)
         else:
-            chosen = self._rng.sample(sorted(mesh), size - p.D)
+            chosen = self._pick(sorted(mesh), size - p.D)
             for peer in chosen:
                 mesh.discard(peer)
                 self.backoff[(node, peer)] = now + PRUNE_BACKOFF_US
                 self._control(node, peer, 0, self._prune, node, peer)
         self._out[node] = None
+
+    def _pick(self, pool: list[int], count: int) -> list[int]:
+        """``count`` distinct members of ``pool`` at random (a partial shuffle of it)."""
+        rng = self._rng
+        size = len(pool)
+        for i in range(count):
+            j = i + int(rng.random() * (size - i))
+            pool[i], pool[j] = pool[j], pool[i]
+        return pool[:count]
 
     def _graft(self, src: int, node: int) -> None:
         if self.backoff.get((node, src), 0) > self.sim.now or src not in self.net.peers[node]:
@@ -407,13 +428,13 @@ class GossipSub:
         if not others:
             return
         count = max(self.p.D_lazy, int(self.p.gossip_factor * len(others)))
-        targets = others if count >= len(others) else self._rng.sample(others, count)
+        targets = others if count >= len(others) else self._pick(others, count)
         have = frozenset(ids)
         for peer in targets:
             self._control(node, peer, len(have), self._ihave, peer, node, have)
 
     def _ihave(self, node: int, src: int, have: frozenset[int]) -> None:
-        wanted = have - self.seen[node]
+        wanted = have & self.missing[node]
         if wanted:
             self._control(node, src, len(wanted), self._iwant, src, node, sorted(wanted))
 

@@ -15,7 +15,6 @@ exist.
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,19 @@ HOT_MODULES = ("engine", "network", "gossip")
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "native.json"
 PURE_ENV = "TOKTOK_SIM_PURE"
+# The modules' shared runtime is the extension simulation/_native__mypyc: inside the
+# package, so that it imports wherever the package does (an editable install too).
+GROUP = "_native"
+BUILD_SCRIPT = f"""
+from setuptools import setup
+from mypyc.build import mypycify
+
+setup(
+    name="toktok-simulation-native",
+    ext_modules=mypycify({{sources!r}}, opt_level="3", group_name="simulation.{GROUP}"),
+    script_args=["build_ext", "--inplace", "--build-temp", "build/native"],
+)
+"""
 
 
 def source_hash(name: str) -> str:
@@ -54,7 +66,7 @@ def clean() -> None:
     for name in HOT_MODULES:
         for path in compiled_files(name):
             path.unlink()
-    for path in PACKAGE_DIR.parent.glob("*__mypyc.*.so"):
+    for path in PACKAGE_DIR.glob(f"{GROUP}__mypyc.*.so"):
         path.unlink()  # the runtime mypyc shares between the modules of one build
     MANIFEST.unlink(missing_ok=True)
 
@@ -63,10 +75,11 @@ def build() -> int:
     """Compile the hot modules in place; 0 on success, else mypyc's exit status."""
     clean()
     root = PACKAGE_DIR.parent
-    mypyc = Path(sys.executable).with_name("mypyc")
     sources = [f"simulation/{name}.py" for name in HOT_MODULES]
-    env = dict(os.environ, MYPYC_OPT_LEVEL="3")
-    done = subprocess.run([str(mypyc), *sources], cwd=root, env=env, check=False)
+    script = BUILD_SCRIPT.replace("{sources!r}", repr(sources))
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, check=False, stdout=subprocess.DEVNULL
+    )
     if done.returncode != 0:
         clean()
         return done.returncode
@@ -86,7 +99,7 @@ def main(argv: list[str]) -> int:
     if argv == ["clean"]:
         clean()
         return 0
-    print("usage: python -m simulation.native build|clean", file=sys.stderr)
+    print("usage: python simulation/native.py build|clean", file=sys.stderr)
     return 2
 
 

@@ -9,9 +9,11 @@ from collections.abc import Callable
 
 from simulation.engine import US_PER_S, Sim
 from simulation.gossip import GossipSub
+from simulation.ledger import LedgerModel
 from simulation.metrics import Result, Series
 from simulation.model import Model
 from simulation.scenario import Scenario
+from simulation.swarm import Swarm
 from simulation.world import (
     Churn,
     ManifestGossip,
@@ -35,6 +37,7 @@ def run_scenario(scenario: Scenario, seed: int, *, progress: Progress | None = N
     byz = scenario.byzantine
     roles = sim.rng("roles")
     forgers = sorted(roles.sample(range(n), byz.forgers))
+    swarm = Swarm(sim, net, scenario.videos, byz.bad_seeders) if scenario.videos.count else None
     churn = Churn(sim, net, scenario.churn, scenario.topology.peers, protected=forgers)
     params = mesh_params(scenario.mesh)
     manifests = GossipSub(
@@ -57,7 +60,15 @@ def run_scenario(scenario: Scenario, seed: int, *, progress: Progress | None = N
             expect_all=expect_all,
         ),
     ]
+    if swarm is not None:
+        models.append(swarm)
     manifests.start(HEARTBEAT_START_US)
+    if scenario.ledger.validators:
+        ledger_topic = GossipSub(
+            sim, net, "ledger", params, sampler_us(scenario.mesh.processing_ms, sim, "processing")
+        )
+        models.append(LedgerModel(sim, net, scenario.ledger, byz, gossip=ledger_topic))
+        ledger_topic.start(HEARTBEAT_START_US)
     for model in models:
         model.start()
     result = Result(scenario=scenario.name, seed=seed)

@@ -7,7 +7,6 @@ forgers' forgeries) on the manifests topic and reports how it spread.
 """
 
 import math
-from array import array
 from collections.abc import Callable, Sequence
 
 from simulation.dists import Constant, Dist, assign
@@ -30,6 +29,8 @@ MBPS_MIN = 0.01
 # cannot have reached everyone yet.
 COVERAGE_GRACE_US = 10 * US_PER_S
 FORGERY_BYTES = 1500
+SAMPLES_MAX = 20_000
+QUANTILES = 10_000
 FORGERY_INTERVAL_US = 2 * US_PER_S
 
 
@@ -266,20 +267,20 @@ class ManifestGossip:
     def finish(self, result: Result) -> None:
         g = self.gossip
         valid = [m for m in g.messages if m.valid]
-        delays = g.delays_ms
+        ordered = sorted(g.delays_ms)
         dups = [m.duplicates / m.accepted for m in valid if m.accepted]
         settled = [m for m in valid if m.published_us <= self.duration_us - COVERAGE_GRACE_US]
         coverage = _coverage(settled, self._steady)
-        result.samples["propagation_ms"] = list(delays)
+        result.samples["propagation_ms"] = quantiles(ordered)
         result.samples["duplicates_per_message"] = dups
         result.summary["gossip"] = {
             "manifests": self.published,
             "messages": len(valid),
-            "deliveries": len(delays),
-            "propagation_ms_p50": percentile_array(delays, 50),
-            "propagation_ms_p90": percentile_array(delays, 90),
-            "propagation_ms_p99": percentile_array(delays, 99),
-            "propagation_ms_max": max(delays) if delays else 0.0,
+            "deliveries": len(ordered),
+            "propagation_ms_p50": rank(ordered, 50),
+            "propagation_ms_p90": rank(ordered, 90),
+            "propagation_ms_p99": rank(ordered, 99),
+            "propagation_ms_max": ordered[-1] if ordered else 0.0,
             "duplicates_mean": sum(dups) / len(dups) if dups else 0.0,
             "coverage_steady_nodes": coverage,
             "data_copies_sent": g.sent_data,
@@ -298,13 +299,21 @@ class ManifestGossip:
             )
 
 
-def percentile_array(values: "array[float]", p: float) -> float:
-    """``percentile`` for large arrays, sorting once into a new array."""
-    if not values:
+def rank(ordered: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of sorted values, by nearest rank."""
+    if not ordered:
         return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(p * len(ordered) / 100)))
-    return float(ordered[rank - 1])
+    return float(ordered[max(1, min(len(ordered), math.ceil(p * len(ordered) / 100))) - 1])
+
+
+def quantiles(ordered: Sequence[float]) -> list[float]:
+    """Sorted samples as they go into a Result: all of them up to ``SAMPLES_MAX``, else
+    their ``QUANTILES`` + 1 evenly spaced quantiles (min and max included), which keep
+    CDF plots and percentiles to 1/QUANTILES without millions of values."""
+    if len(ordered) <= SAMPLES_MAX:
+        return list(ordered)
+    last = len(ordered) - 1
+    return [ordered[round(i * last / QUANTILES)] for i in range(QUANTILES + 1)]
 
 
 def _coverage(messages: Sequence[Message], nodes: Sequence[int]) -> float:
