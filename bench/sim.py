@@ -13,6 +13,7 @@ churning) in this process, with a progress bar of virtual seconds, and reports:
   from the event queue, ``resolved`` the deliveries settled when sent (see
   simulation/engine.py), each with its rate;
 - ``peak_rss_mb``: the process's peak resident memory (ru_maxrss);
+- ``compiled``: whether the hot modules ran compiled (simulation/native.py);
 - the run's headline figures (propagation delay, duplicates, startup delay...).
 
 ``--out DIR`` also writes the run's files (summary, CSV, plots) there, outside the
@@ -36,6 +37,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+import simulation
 from simulation.cli import scenario_path
 from simulation.report import write_outputs
 from simulation.run import run_scenario
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ok": result.ok,
         "failures": result.failures,
         "cpus": os.cpu_count(),
+        "compiled": simulation.NATIVE,
         **headline(result.summary),
     }
     if args.out:

@@ -218,6 +218,9 @@ class GossipSub:
         msg.accepted += 1
         self.missing[node].discard(msg.mid)
         self.synced += 1
+        if node != msg.origin:
+            now = self.sim.now
+            self.delays_ms.extend((now - published) / US_PER_MS for published in msg.item_times_us)
         if self.on_accept is not None:
             self.on_accept(node, msg, self.sim.now)
         return True

@@ -8,9 +8,9 @@ and Python's headers are present (``python -m simulation.native build``); withou
 them the simulator runs as plain Python, about half as fast.
 
 A build records each source's hash in ``native.json``: ``simulation/__init__.py``
-refuses a compiled module whose source changed since, so an edit is never shadowed by
-a stale build. ``TOKTOK_SIM_PURE=1`` imports the pure modules even when compiled ones
-exist.
+imports the pure modules when a compiled one no longer matches its source, so an edit
+is never shadowed by a stale build (``make native`` brings the speed back), and with
+``TOKTOK_SIM_PURE=1`` even when they match.
 """
 
 import hashlib

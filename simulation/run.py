@@ -8,12 +8,14 @@ files once written (simulation/report.py).
 from collections.abc import Callable
 
 from simulation.engine import US_PER_S, Sim
+from simulation.feed import FeedModel
 from simulation.gossip import GossipSub
 from simulation.ledger import LedgerModel
 from simulation.metrics import Result, Series
 from simulation.model import Model
 from simulation.scenario import Scenario
 from simulation.swarm import Swarm
+from simulation.sync import SyncModel
 from simulation.world import (
     Churn,
     ManifestGossip,
@@ -60,6 +62,8 @@ def run_scenario(scenario: Scenario, seed: int, *, progress: Progress | None = N
             expect_all=expect_all,
         ),
     ]
+    models.append(SyncModel(sim, net, manifests, scenario.sync))
+    models.append(FeedModel(sim, net, manifests, scenario.feed))
     if swarm is not None:
         models.append(swarm)
     manifests.start(HEARTBEAT_START_US)

@@ -161,6 +161,7 @@ class Partitions:
         self.peers = peers
         self._rng = sim.rng("partitions")
         self.active = 0
+        self._cut: list[tuple[int, int]] = []
 
     def start(self) -> None:
         for part in self.parts:
@@ -169,11 +170,24 @@ class Partitions:
 
     def _split(self, fractions: Sequence[float]) -> None:
         self.active = 1
-        self.net.set_groups(assign(list(fractions), self.net.n, self._rng))
+        group = assign(list(fractions), self.net.n, self._rng)
+        peers = self.net.peers
+        self._cut = [
+            (a, b)
+            for a in range(self.net.n)
+            for b in sorted(peers[a])
+            if a < b and group[a] != group[b]
+        ]
+        self.net.set_groups(group)
 
     def _heal(self) -> None:
+        """Join the groups again: nodes redial the peers they lost at the split (their
+        peer books remember them), then top up to ``peers`` connections."""
         self.active = 0
         self.net.set_groups([0] * self.net.n)
+        for a, b in self._cut:
+            self.net.connect(a, b)
+        self._cut = []
         for node in range(self.net.n):
             missing = self.peers - len(self.net.peers[node])
             if missing > 0 and self.net.online[node]:

@@ -183,8 +183,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("partition_single_table", scenario_with(partition={"start_s": 1}), "array of tables"),
     (
         "too_many_byzantine_validators",
-        scenario_with(ledger={"validators": 4}, byzantine={"validators": 2}),
-        "byzantine.validators: at most (ledger.validators - 1) // 3 = 1 of 4",
+        scenario_with(ledger={"validators": 4}, byzantine={"validators": 5}),
+        "byzantine.validators: at most ledger.validators = 4, got 5",
     ),
     (
         "byzantine_validators_without_ledger",
