@@ -7,8 +7,8 @@ What is modelled, with the node's values (node/config.py, node/daemon.py):
   ``D``. A GRAFT is accepted unless the pair is in prune back-off (60 s); a PRUNE starts
   the back-off on both sides. Closed connections leave the mesh at once.
 - **Forwarding**: a message a node accepts goes to its mesh peers but the one it came
-  from and its origin, and not to a peer whose IDONTWANT for it has arrived (py-libp2p
-  sends IDONTWANT to its mesh peers on accepting a message, gossipsub v1.2).
+  from and its origin. With ``idontwant`` (gossipsub v1.2, off: the node speaks only
+  /meshsub/1.1.0) it also skips a peer whose IDONTWANT for it has arrived.
 - **Seen cache**: a node accepts each message once; later copies are duplicates. The
   node's store dedups too, so entries never expire here (the real cache's 120 s only
   matters for copies arriving later than that, which the mesh never delivers).
@@ -65,6 +65,9 @@ class MeshParams:
     gossip_window: int = 3
     gossip_history: int = 5
     batch_delay_us: int = 5 * US_PER_MS
+    # IDONTWANT is gossipsub v1.2; the node offers only /meshsub/1.1.0 and 1.0.0
+    # (node/daemon.py), so py-libp2p never sends it between nodes.
+    idontwant: bool = False
 
 
 @dataclass(eq=False)
@@ -303,6 +306,7 @@ class GossipSub:
         queue = self.sim.queue
         order = self.sim.take_orders(len(out))
         loss = net.loss_rate
+        idontwant = self.p.idontwant
         arrive_fn = self._arrive
         free = net.up_free[node]
         sent = free if free > start else start
@@ -313,7 +317,7 @@ class GossipSub:
                 continue
             peer_done = done[peer]
             if peer_done > 0:
-                if peer_done + latency <= sent or peer == origin:
+                if peer == origin or (idontwant and peer_done + latency <= sent):
                     continue  # the peer's IDONTWANT is here (or it is the origin): not sent
                 sent += up_cost  # it has the message already: a duplicate, settled now
                 bytes_down[peer] += size
@@ -338,12 +342,12 @@ class GossipSub:
         net.up_free[node] = sent
         # The IDONTWANTs to every mesh peer cost bytes; their effect is read from
         # ``done`` by the peers (above), so they need no event of their own.
-        idontwant = len(out)
-        net.bytes_up[node] += copies * size + idontwant * (CONTROL_BYTES + ID_BYTES)
+        told = len(out) if idontwant else 0
+        net.bytes_up[node] += copies * size + told * (CONTROL_BYTES + ID_BYTES)
         self.sent_data += copies
-        self.sent_control += idontwant
+        self.sent_control += told
         msg.duplicates += duplicates
-        self.sim.resolved(duplicates + idontwant)
+        self.sim.resolved(duplicates + told)
 
     def _send_to(self, msg: Message, node: int, peers: Sequence[int], start_us: int) -> None:
         """Send ``msg`` from ``node`` to each of ``peers`` (IWANT answers, forgeries)."""
