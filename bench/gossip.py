@@ -217,9 +217,18 @@ def propagation(
 ) -> tuple[list[float], int]:
     """Propagation times in ms of every (message, other node) pair that arrived, and how
     many pairs did not."""
-    delays: list[float] = []
+    pairs, lost = propagation_pairs(seen_all, ids, sources)
+    return [delay for _, _, delay in pairs], lost
+
+
+def propagation_pairs(
+    seen_all: Sequence[dict[str, int | None]], ids: Sequence[str], sources: Sequence[int]
+) -> tuple[list[tuple[int, int, float]], int]:
+    """(message index, node, propagation ms) of every pair that arrived, and how many
+    pairs did not."""
+    pairs: list[tuple[int, int, float]] = []
     lost = 0
-    for mid, source in zip(ids, sources, strict=True):
+    for k, (mid, source) in enumerate(zip(ids, sources, strict=True)):
         origin = seen_all[source][mid]
         if origin is None:
             raise RuntimeError(f"message {mid} has no arrival at the node it was submitted to")
@@ -230,8 +239,8 @@ def propagation(
             if arrived is None:
                 lost += 1
             else:
-                delays.append(float(arrived - origin))
-    return delays, lost
+                pairs.append((k, i, float(arrived - origin)))
+    return pairs, lost
 
 
 def measure(args: argparse.Namespace, root: Path, bar: Progress) -> dict[str, Any]:
