@@ -210,7 +210,8 @@ async def _social(node: Node, params: dict[str, Any], *, following: bool) -> dic
         raise ControlError(str(exc)) from exc
     key = unlock_param(node.stores, params)
     try:
-        message = follow_message(key, target, following=following, now_ms=wall_ms())
+        stamp = node.stores.social.follow_stamp_ms(key.public_key, target, wall_ms())
+        message = follow_message(key, target, following=following, now_ms=stamp)
     except ProtocolError as exc:
         raise ControlError(str(exc)) from exc
     node.share(message)

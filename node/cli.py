@@ -355,7 +355,8 @@ def _social(args: argparse.Namespace, follow: bool) -> int:
         return 0
     with Home(args.home).open() as stores:
         key = unlock_account(stores, read_passphrase(confirm=False), args.as_account)
-        message = follow_message(key, target, following=follow, now_ms=now_ms())
+        stamp = stores.social.follow_stamp_ms(key.public_key, target, now_ms())
+        message = follow_message(key, target, following=follow, now_ms=stamp)
         stores.apply_social(message)
     say(f"{'following' if follow else 'no longer following'} {args.account}")
     return 0

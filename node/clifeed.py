@@ -29,6 +29,7 @@ from node.publish import reaction_message, view_message
 from protocol.accounts import AccountKey, InvalidAccount, account_from_text
 from protocol.envelope import SignedMessage
 from protocol.kinds import DURATION_MS_MAX
+from storage.stores import Stores
 
 
 def register(sub: Any) -> None:
@@ -134,7 +135,12 @@ def cmd_like(args: argparse.Namespace) -> int:
     mid = _store_offline(
         args,
         passphrase,
-        lambda key, mid, now: reaction_message(key, mid, like=args.like, now_ms=now),
+        lambda stores, key, mid: reaction_message(
+            key,
+            mid,
+            like=args.like,
+            now_ms=stores.social.reaction_stamp_ms(key.public_key, mid, now_ms()),
+        ),
     )
     say(f"{'liked' if args.like else 'no longer liked'} {mid.hex()}")
     return 0
@@ -143,9 +149,9 @@ def cmd_like(args: argparse.Namespace) -> int:
 def _store_offline(
     args: argparse.Namespace,
     passphrase: str,
-    make: Callable[[AccountKey, bytes, int], SignedMessage],
+    make: Callable[[Stores, AccountKey, bytes], SignedMessage],
 ) -> bytes:
-    """With no node running: sign ``make(key, video id, now)`` about the video ``args.id``,
+    """With no node running: sign ``make(stores, key, video id)`` about the video ``args.id``,
     store it and log it (sync spreads it once a node runs). Returns the video id."""
     with Home(args.home).open() as stores:
         try:
@@ -153,7 +159,7 @@ def _store_offline(
         except KeyError as exc:
             raise CliError(exc.args[0]) from exc
         key = unlock_account(stores, passphrase, args.as_account)
-        message = make(key, mid, now_ms())
+        message = make(stores, key, mid)
         stores.apply_social(message)
     return mid
 
@@ -176,7 +182,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         say(f"told the network you watched {result['id']} for {watched_ms / 1000:g} s")
         return 0
     mid = _store_offline(
-        args, passphrase, lambda key, mid, now: view_message(key, mid, watched_ms, now)
+        args, passphrase, lambda stores, key, mid: view_message(key, mid, watched_ms, now_ms())
     )
     say(f"told the network you watched {mid.hex()} for {watched_ms / 1000:g} s")
     return 0

@@ -47,7 +47,8 @@ def install_feed_routes(server: ControlServer, node: Node) -> None:
         mid = video_param(stores, params)
         key = unlock_param(stores, params)
         try:
-            message = reaction_message(key, mid, like=like, now_ms=wall_ms())
+            stamp = stores.social.reaction_stamp_ms(key.public_key, mid, wall_ms())
+            message = reaction_message(key, mid, like=like, now_ms=stamp)
         except ProtocolError as exc:
             raise ControlError(str(exc)) from exc
         node.share(message)

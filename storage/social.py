@@ -257,6 +257,21 @@ class SocialStore:
             _rebuild_views(self._kv, writer)
             writer.flush()
 
+    def follow_stamp_ms(self, author: bytes, target: bytes, now_ms: int) -> int:
+        """The ``created_ms`` for a follow or unfollow ``author`` makes of ``target`` now:
+        ``now_ms``, or one past what the store holds for the pair when that is not older,
+        so two changes made within one millisecond apply in the order they were made."""
+        return self._stamp_after(_key(Prefix.SOCIAL_EDGE, author, target), now_ms)
+
+    def reaction_stamp_ms(self, account: bytes, video: bytes, now_ms: int) -> int:
+        """The ``created_ms`` for a like or unlike ``account`` makes of ``video`` now; as
+        :meth:`follow_stamp_ms`."""
+        return self._stamp_after(_key(Prefix.REACTION, video, account), now_ms)
+
+    def _stamp_after(self, key: bytes, now_ms: int) -> int:
+        raw = self._kv.get(key)
+        return now_ms if raw is None else max(now_ms, _Register.decode(raw).stamp.created_ms + 1)
+
     def is_following(self, author: bytes, target: bytes) -> bool:
         raw = self._kv.get(_key(Prefix.SOCIAL_EDGE, author, target))
         return raw is not None and _Register.decode(raw).active

@@ -515,7 +515,12 @@ async def test_sign_in_tries_are_limited(tmp_path: Path, ledger_home: Path) -> N
 # -- the owner's writes --------------------------------------------------------------------
 
 
-async def test_follow_like_view(tmp_path: Path, ledger_home: Path) -> None:
+async def test_follow_like_view(
+    tmp_path: Path, ledger_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every change within one millisecond: each still supersedes the one before.
+    for module in ("node.api", "node.feedapi"):
+        monkeypatch.setattr(f"{module}.wall_ms", lambda: NOW_MS)
     async with running(tmp_path, ledger_home) as env:
         assert env.owner is not None
         me, stores = env.owner.public_key, env.node.stores

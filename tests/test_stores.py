@@ -181,6 +181,51 @@ def test_reactions_and_profiles(stores: Stores) -> None:
     assert profile is not None and profile.name == "new"
 
 
+def test_own_changes_within_one_millisecond_apply_in_order(stores: Stores) -> None:
+    """A like then an unlike (a follow then an unfollow) made within one millisecond: each
+    is stamped past the last, so the later one wins whatever their message ids."""
+    bob, carol, video = account(2), account(3), bytes(32)
+    social = stores.social
+    for i in range(20):  # message ids order at random: twenty pairs all go the right way
+        now = NOW_MS + 100 * i
+        like_ms = social.reaction_stamp_ms(bob.public_key, video, now)
+        assert like_ms == now  # the last unlike is older than now
+        stores.social.apply(
+            seal(
+                bob,
+                Reaction(
+                    author=bob.public_key, created_ms=like_ms, manifest=video, reaction="like"
+                ),
+            )
+        )
+        unlike_ms = social.reaction_stamp_ms(bob.public_key, video, now)
+        assert unlike_ms == like_ms + 1
+        assert social.apply(
+            seal(
+                bob,
+                Reaction(
+                    author=bob.public_key, created_ms=unlike_ms, manifest=video, reaction="unlike"
+                ),
+            )
+        )
+        assert not social.is_liking(bob.public_key, video)
+        follow_ms = social.follow_stamp_ms(bob.public_key, carol.public_key, now)
+        social.apply(
+            seal(bob, Follow(author=bob.public_key, created_ms=follow_ms, target=carol.public_key))
+        )
+        unfollow_ms = social.follow_stamp_ms(bob.public_key, carol.public_key, now)
+        assert unfollow_ms == follow_ms + 1
+        assert social.apply(
+            seal(
+                bob,
+                Unfollow(author=bob.public_key, created_ms=unfollow_ms, target=carol.public_key),
+            )
+        )
+        assert not social.is_following(bob.public_key, carol.public_key)
+    # A clock that moved on is used as it is.
+    assert social.reaction_stamp_ms(bob.public_key, video, NOW_MS + 10**6) == NOW_MS + 10**6
+
+
 def test_views_add_up_and_each_message_counts_once(stores: Stores) -> None:
     bob, video = account(2), bytes(32)
 
