@@ -1,7 +1,7 @@
 """Simulator fidelity: the same gossip workload on real node processes and in the simulator.
 
 Run from the repository root: ``.venv/bin/python bench/sim_fidelity.py [--nodes 20]
-[--messages 100] [--interval-ms 50] [--seeds 10] [--save FILE | --load FILE]``.
+[--messages 40] [--interval-ms 500] [--seeds 10] [--save FILE | --load FILE]``.
 
 **The real run** is bench/gossip.py's workload, through its own functions: ``--nodes``
 node processes on 127.0.0.1, a warm-up, then ``--messages`` signed manifests submitted
@@ -15,43 +15,43 @@ the others). It samples the node processes' scheduler statistics
 (/proc/PID/task/TID/schedstat: time on a core, time waiting for one) over ``--idle-s``
 of idleness before the submissions and over the measured window.
 
-**The per-hop delay** is the one figure the simulator takes from the real run. In the
-model (simulation/gossip.py) a published message waits ``batch_delay_ms``, costs its
-publisher one processing time, crosses one link, and costs the receiver one processing
-time before the receiver applies and relays it: a node the publisher's mesh reaches
-directly has it ``batch + 2 x per_hop + latency`` after the publish call, and each further
-hop adds ``per_hop + latency``. The real counterpart of that first hop is the median
-propagation time to the publisher's direct neighbours (the nodes connected to it, most
-of them in its mesh, as in the model); so ``per_hop_ms = (that median - batch_delay_ms -
-loopback) / 2``. The figure holds everything a hop costs on this machine: reading,
-decrypting and decoding the RPC, py-libp2p's signature check, the node's validator
-(decoding the batch, checking and storing the manifest), the trio scheduler's wait, and
-the wait for a core, which all node processes share. The loopback latency is measured
-apart, while the nodes idle (median TCP round trip of one byte on 127.0.0.1, halved),
-and given to every simulated link, with 10 Gbit/s of bandwidth.
+**The per-hop delay** is the one figure the simulator takes from the real run: the
+median propagation time to the publisher's direct neighbours (the nodes connected to it,
+most of them in its mesh, as in the model). In the model (simulation/gossip.py) a
+published message waits ``batch_delay_ms``, costs its publisher one processing time,
+crosses one link, and costs the receiver one processing time before the receiver applies
+and relays it; each further hop adds a link and a processing time. The real figure holds
+everything a hop costs on this machine: reading, decrypting and decoding the RPC,
+py-libp2p's signature check, the node's validator (decoding the batch, checking and
+storing the manifest), the trio scheduler's wait, and the wait for a core. The loopback
+latency is measured apart, while the nodes idle (median TCP round trip of one byte on
+127.0.0.1, halved), and given to every simulated link, with 10 Gbit/s of bandwidth.
 
 **The simulated run** builds the same world by hand: a :class:`Network` with the real
 peer graph, GossipSub with the node's mesh values (node/config.py; py-libp2p's defaults
-for the rest) and the per-hop delay as a constant processing time, and the same count of
-manifests (each the size of the real one's gossip batch) published at the same interval
-by the same nodes in turn, from 10 virtual seconds (meshes built by then). It runs
-``--seeds`` seeds (meshes and heartbeat phases differ by seed) and pools their samples.
-The model's propagation time of a pair runs from the publish call to the end of the
+for the rest), and the same count of manifests (each the size of the real one's gossip
+batch) published at the same interval by the same nodes in turn, from 10 virtual seconds
+(meshes built by then). The nodes share the real machine's cores (``SharedCores``), as
+the node processes do, and each processing time is drawn from an exponential; its mean
+is found by bisection so that the simulated one-hop median is the real one. ``--seeds``
+seeds are run (meshes, heartbeat phases and processing times differ by seed) and their
+samples pooled. For context, the simplest calibration is run too: a core per node and a
+constant per-hop time, ``(one-hop median - batch_delay_ms - loopback) / 2``. The
+model's propagation time of a pair runs from the publish call to the end of the
 receiving node's validation, which is what the real figure measures: the submitting
 node records its arrival when the ``submit`` route stores the manifest, just before
 queueing it for gossip, and any other node when its validator stores it, just before it
 relays the batch. Real arrivals are whole milliseconds; no offset is applied.
 
-**Printed**: both distributions (p10, p50, p90, p99, max, count, lost), the median at
+**Printed**: the distributions (p10, p50, p90, p99, max, count, lost), the median at
 each hop distance from the publisher in the peer graph, and sim / real for p50 and p90
 with whether each is within 25%. Besides, as context that the simulator does not take:
 ``cpu_ms_per_pair``, the CPU the nodes used per (message, node) beyond their idle cost;
 ``cpu_load``, that CPU per message over the interval and the machine's cores (above 1 the
-real network could not keep up, and messages queued for the cores); ``wait_per_run``,
-how long the nodes' threads waited for a core per second they ran. The model gives each
-node a core of its own and charges it for the first copy of a message only, so it
-stands for a network of separate machines: the further the real run is from that (a
-high ``cpu_load``), the less the two can agree.
+real network could not keep up, and messages queued for the cores: the model, first come
+first served on the shared cores, then keeps the median but not the tail, since the
+kernel shares time among the processes more finely); ``wait_per_run``, how long the
+nodes' threads waited for a core per second they ran.
 
 ``--save FILE`` writes the real run's raw data (JSON); ``--load FILE`` takes it from there
 instead of starting nodes, to rerun the simulated side alone. Every node process is
@@ -74,7 +74,8 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.progress import Progress
@@ -94,10 +95,12 @@ from bench.idle import machine_cpu_s, measured, progress
 from node.config import NodeConfig
 from node.controlclient import ControlClient
 from protocol.gossipwire import encode_batch
+from simulation.dists import Exponential
 from simulation.engine import US_PER_MS, US_PER_S, Sim
-from simulation.gossip import GossipSub, MeshParams, Message
+from simulation.gossip import GossipSub, MeshParams, Message, SharedCores
 from simulation.network import Latency, Network
 from simulation.run import HEARTBEAT_START_US
+from simulation.world import sampler_us
 from tests.netharness import NodeProc
 
 TOLERANCE = 0.25
@@ -106,6 +109,9 @@ LINK_MBPS = 10_000.0
 SIM_START_US = 10 * US_PER_S
 LOOPBACK_PINGS = 200
 QUANTILES = (10, 50, 90, 99)
+CALIBRATION_SEEDS = 3
+CALIBRATION_STEP_US = 20
+"""The bisection stops when the mean is known to this many microseconds."""
 
 Edge = tuple[int, int]
 Pair = tuple[int, int, float]
@@ -307,7 +313,20 @@ def node_mesh_params() -> MeshParams:
     )
 
 
-def simulate(real: dict[str, Any], hop_us: int, latency_us: int, seed: int) -> list[Pair]:
+@dataclass(frozen=True)
+class Processing:
+    """How the simulated nodes spend a message's processing time before relaying it."""
+
+    mean_us: int
+    exponential: bool = False
+    """Drawn per message from an exponential of that mean, else constant."""
+    cores: int | None = None
+    """The cores all nodes share (the real run's machine), else a core per node."""
+
+
+def simulate(
+    real: dict[str, Any], processing: Processing, latency_us: int, seed: int
+) -> list[Pair]:
     """The real run's workload in the simulator from ``seed``: its (message, node) pairs."""
     n = real["nodes"]
     sim = Sim(seed)
@@ -323,8 +342,12 @@ def simulate(real: dict[str, Any], hop_us: int, latency_us: int, seed: int) -> l
             for item, published_us in zip(msg.items, msg.item_times_us, strict=True):
                 pairs.append((item, node, (at_us - published_us) / US_PER_MS))
 
+    cores = None if processing.cores is None else SharedCores(processing.cores)
+    hop_us: int | Callable[[], int] = processing.mean_us
+    if processing.exponential:
+        hop_us = sampler_us(Exponential(processing.mean_us / US_PER_MS), sim, "processing")
     gossip = GossipSub(
-        sim, net, "manifests", node_mesh_params(), lambda: hop_us, on_accept=accepted
+        sim, net, "manifests", node_mesh_params(), hop_us, on_accept=accepted, cores=cores
     )
     gossip.start(HEARTBEAT_START_US)
     interval_us = round(real["interval_ms"] * US_PER_MS)
@@ -333,6 +356,43 @@ def simulate(real: dict[str, Any], hop_us: int, latency_us: int, seed: int) -> l
     last_us = SIM_START_US + (len(real["sources"]) - 1) * interval_us
     sim.run(last_us + round(real["deadline_s"] * US_PER_S))
     return pairs
+
+
+def one_hop_median_ms(
+    pairs: Sequence[Pair], sources: Sequence[int], distance: list[list[int]]
+) -> float:
+    """The median propagation time to the nodes one hop from the publisher."""
+    return statistics.median(d for k, node, d in pairs if distance[sources[k]][node] == 1)
+
+
+def calibrate(
+    real: dict[str, Any], distance: list[list[int]], latency_us: int, target_ms: float
+) -> Processing:
+    """The shared-cores model (exponential processing times on the real run's cores) with
+    the mean whose simulated one-hop median is the real one: bisection, each step pooled
+    over CALIBRATION_SEEDS seeds."""
+
+    def model(mean_us: int) -> Processing:
+        return Processing(mean_us, exponential=True, cores=real["cpus"])
+
+    def median_at(mean_us: int) -> float:
+        pairs: list[Pair] = []
+        for seed in range(1, CALIBRATION_SEEDS + 1):
+            pairs.extend(simulate(real, model(mean_us), latency_us, seed))
+        return one_hop_median_ms(pairs, real["sources"], distance)
+
+    # A one-hop delivery costs two processing times (the publisher's and the receiver's)
+    # and the batch delay: the mean lies below the real one-hop median.
+    lo, hi = 1, max(2, round(target_ms * US_PER_MS))
+    if median_at(lo) >= target_ms:
+        return model(lo)
+    while hi - lo > CALIBRATION_STEP_US:
+        mid = (lo + hi) // 2
+        if median_at(mid) < target_ms:
+            lo = mid
+        else:
+            hi = mid
+    return model(hi)
 
 
 # -- report ------------------------------------------------------------------------------
@@ -346,14 +406,20 @@ def compare(real: dict[str, Any], args: argparse.Namespace, bar: Progress) -> di
         raise RuntimeError("the real peer graph is not connected")
     latency_us = real["loopback_us"]
     hop_us, one_hop_ms = per_hop_us(real, distance, latency_us)
-    task = bar.add_task("simulate", total=args.seeds)
+    own_core = Processing(hop_us)
+    shared = calibrate(real, distance, latency_us, one_hop_ms)
+    task = bar.add_task("simulate", total=2 * args.seeds)
+    own_pairs: list[Pair] = []
     sim_pairs: list[Pair] = []
     for seed in range(1, args.seeds + 1):
-        sim_pairs.extend(simulate(real, hop_us, latency_us, seed))
+        own_pairs.extend(simulate(real, own_core, latency_us, seed))
+        bar.advance(task)
+        sim_pairs.extend(simulate(real, shared, latency_us, seed))
         bar.advance(task)
     real_delays = [d for _, _, d in real["pairs"]]
     sim_delays = [d for _, _, d in sim_pairs]
     real_sum, sim_sum = summary(real_delays), summary(sim_delays)
+    own_sum = summary([d for _, _, d in own_pairs])
     out: dict[str, Any] = {
         "bench": "sim_fidelity",
         "nodes": n,
@@ -365,6 +431,7 @@ def compare(real: dict[str, Any], args: argparse.Namespace, bar: Progress) -> di
         "loopback_one_way_ms": latency_us / US_PER_MS,
         "one_hop_real_p50_ms": one_hop_ms,
         "per_hop_ms": hop_us / US_PER_MS,
+        "shared_per_hop_mean_ms": shared.mean_us / US_PER_MS,
         "cpus": real["cpus"],
         "cores_used": real["cores_used"],
         "others_cores": real["others_cores"],
@@ -372,11 +439,14 @@ def compare(real: dict[str, Any], args: argparse.Namespace, bar: Progress) -> di
         "seeds": args.seeds,
         "real_lost": real["lost"],
         "sim_lost": args.seeds * len(real["sources"]) * (n - 1) - len(sim_delays),
+        "own_core_sim_lost": args.seeds * len(real["sources"]) * (n - 1) - len(own_pairs),
     }
     out |= {f"real_{k}": v for k, v in real_sum.items()}
     out |= {f"sim_{k}": v for k, v in sim_sum.items()}
+    out |= {f"own_core_sim_{k}": v for k, v in own_sum.items()}
     out["real_p50_by_hops_ms"] = by_distance(real["pairs"], real["sources"], distance)
     out["sim_p50_by_hops_ms"] = by_distance(sim_pairs, real["sources"], distance)
+    out["own_core_sim_p50_by_hops_ms"] = by_distance(own_pairs, real["sources"], distance)
     for q in (50, 90):
         ratio = sim_sum[f"p{q}_ms"] / real_sum[f"p{q}_ms"]
         out[f"p{q}_ratio"] = round(ratio, 3)
@@ -392,12 +462,6 @@ def report(r: dict[str, Any]) -> None:
         flush=True,
     )
     print(
-        f"calibration: real median to the publisher's neighbours "
-        f"{r['one_hop_real_p50_ms']:g} ms, loopback {r['loopback_one_way_ms']:g} ms one way "
-        f"-> per-hop delay {r['per_hop_ms']:g} ms",
-        flush=True,
-    )
-    print(
         f"real nodes' CPU beyond idle: {r['cpu_ms_per_pair']:g} ms per (message, node), "
         f"a load of {r['cpu_load']:g} on {r['cpus']} cores; threads waited "
         f"{r['wait_per_run']:g} s for a core per s run; {r['cores_used']} cores busy, "
@@ -407,17 +471,32 @@ def report(r: dict[str, Any]) -> None:
     if r["cpu_load"] >= 1:
         print(
             "the real run was CPU-bound: messages queued for the machine's cores, which "
-            "the model (a core per node) does not have",
+            "the kernel shares more finely than the model's first come, first served",
             flush=True,
         )
+    print(
+        f"calibration: real median to the publisher's neighbours "
+        f"{r['one_hop_real_p50_ms']:g} ms, loopback {r['loopback_one_way_ms']:g} ms one way",
+        flush=True,
+    )
+    print(
+        f"  sim: the nodes share {r['cpus']} cores, as the real ones do; per-hop processing "
+        f"times exponential with mean {r['shared_per_hop_mean_ms']:g} ms give that median",
+        flush=True,
+    )
+    print(
+        f"  own-core sim (context): a core per node, a constant {r['per_hop_ms']:g} ms per "
+        f"hop (half of the median less the batch delay and the loopback)",
+        flush=True,
+    )
     names = [f"p{q}_ms" for q in QUANTILES] + ["max_ms", "count"]
-    print(f"{'':<6}" + "".join(f"{n.removesuffix('_ms'):>9}" for n in names), flush=True)
-    for side in ("real", "sim"):
+    print(f"{'':<14}" + "".join(f"{n.removesuffix('_ms'):>9}" for n in names), flush=True)
+    for side in ("real", "sim", "own_core_sim"):
         row = "".join(f"{r[f'{side}_{n}']:>9g}" for n in names)
-        print(f"{side:<6}{row}   lost {r[f'{side}_lost']}", flush=True)
+        print(f"{side:<14}{row}   lost {r[f'{side}_lost']}", flush=True)
     print(
         f"median by hops from the publisher: real {r['real_p50_by_hops_ms']}, "
-        f"sim {r['sim_p50_by_hops_ms']}",
+        f"sim {r['sim_p50_by_hops_ms']}, own-core sim {r['own_core_sim_p50_by_hops_ms']}",
         flush=True,
     )
     for q in (50, 90):
@@ -431,8 +510,8 @@ def report(r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=20, help="node processes (at least 3)")
-    parser.add_argument("--messages", type=int, default=100, help="manifests measured")
-    parser.add_argument("--interval-ms", type=float, default=50.0, help="between submissions")
+    parser.add_argument("--messages", type=int, default=40, help="manifests measured")
+    parser.add_argument("--interval-ms", type=float, default=500.0, help="between submissions")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured manifests first")
     parser.add_argument(
         "--deadline-s", type=float, default=20.0, help="after the last submission: lost"

@@ -19,7 +19,9 @@ What is modelled, with the node's values (node/config.py, node/daemon.py):
 - **Validation**: a node spends a per-hop processing time (the scenario's
   ``processing_ms``) on each message before relaying it, one at a time. A forged
   message is rejected there, never relayed, and a peer that sent ``invalid_max`` of
-  them is disconnected (the node's PeerBook bans it).
+  them is disconnected (the node's PeerBook bans it). Each node has a core of its own,
+  unless the nodes share :class:`SharedCores` (node processes on one machine): then a
+  message also waits for the first core free.
 - **Batching**: what one node publishes within ``batch_delay_ms`` leaves in one gossip
   message (node/gossip.py), as the node does.
 
@@ -70,6 +72,26 @@ class MeshParams:
     idontwant: bool = False
 
 
+class SharedCores:
+    """The cores of one machine whose node processes all run the gossip: each message's
+    processing takes the first core free."""
+
+    def __init__(self, cores: int) -> None:
+        if cores < 1:
+            raise ValueError("at least one core")
+        self.free = [0] * cores
+        self.busy_us = 0
+
+    def run(self, ready_us: int, processing_us: int) -> int:
+        """A message ready for processing at ``ready_us``: when it is processed."""
+        free = self.free
+        core = min(range(len(free)), key=free.__getitem__)
+        start = free[core] if free[core] > ready_us else ready_us
+        free[core] = start + processing_us
+        self.busy_us += processing_us
+        return free[core]
+
+
 @dataclass(eq=False)
 class Message:
     """One gossip message: a batch of items published together by ``origin``."""
@@ -101,19 +123,27 @@ class GossipSub:
         net: Network,
         topic: str,
         params: MeshParams,
-        processing_us: Callable[[], int],
+        processing_us: int | Callable[[], int],
         *,
         on_accept: Accept | None = None,
+        cores: SharedCores | None = None,
     ) -> None:
         self.sim = sim
         self.net = net
         self.topic = topic
         self.p = params
-        self._processing_us = processing_us
-        # A constant processing time is read once (the common case, and the hot path).
-        first, second = processing_us(), processing_us()
-        self._fixed_us = first if first == second and first > 0 else 0
+        # A constant processing time (the common case) is read without a call.
+        if isinstance(processing_us, int):
+            if processing_us <= 0:
+                raise ValueError("a processing time above 0 us")
+            fixed = processing_us
+            self._fixed_us = fixed
+            self._processing_us: Callable[[], int] = lambda: fixed
+        else:
+            self._fixed_us = 0
+            self._processing_us = processing_us
         self.on_accept = on_accept
+        self.cores = cores
         n = net.n
         self.mesh: list[set[int]] = [set() for _ in range(n)]
         self._out: list[list[tuple[int, int, float]] | None] = [None] * n
@@ -247,9 +277,7 @@ class GossipSub:
         self._accept(msg, node, src)
 
     def _reject(self, msg: Message, node: int, src: int) -> None:
-        now = self.sim.now
-        free = self.cpu_free[node]
-        self.cpu_free[node] = (free if free > now else now) + self._processing_us()
+        self._process(node, self._processing_us())
         msg.done[node] = 1
         self.rejected += 1
         key = (node, src)
@@ -257,6 +285,15 @@ class GossipSub:
         if count >= INVALID_MAX and src in self.net.peers[node]:
             self.bans += 1
             self.net.disconnect(node, src)
+
+    def _process(self, node: int, cost_us: int) -> int:
+        """``node`` processes a message that reached it now: when it is done."""
+        now = self.sim.now
+        free = self.cpu_free[node]
+        ready = free if free > now else now
+        done = ready + cost_us if self.cores is None else self.cores.run(ready, cost_us)
+        self.cpu_free[node] = done
+        return done
 
     def _out_peers(self, node: int) -> list[tuple[int, int, float]]:
         """``node``'s mesh peers with their link latency and downlink cost per byte."""
@@ -278,10 +315,14 @@ class GossipSub:
         the message, or a copy on its way reaches it first) is a duplicate settled at
         once; only the others become events."""
         net = self.net
-        now = self.sim.now
-        free = self.cpu_free[node]
-        start = (free if free > now else now) + (self._fixed_us or self._processing_us())
-        self.cpu_free[node] = start
+        cost = self._fixed_us or self._processing_us()
+        if self.cores is None:
+            now = self.sim.now
+            free = self.cpu_free[node]
+            start = (free if free > now else now) + cost
+            self.cpu_free[node] = start
+        else:
+            start = self._process(node, cost)
         done = msg.done
         done[node] = start
         msg.accepted += 1

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from simulation.engine import US_PER_S, Sim
 from simulation.feed import FeedModel
-from simulation.gossip import GossipSub
+from simulation.gossip import GossipSub, SharedCores
 from simulation.ledger import LedgerModel
 from simulation.metrics import Result, Series
 from simulation.model import Model
@@ -22,7 +22,7 @@ from simulation.world import (
     Partitions,
     build_network,
     mesh_params,
-    sampler_us,
+    processing_us,
 )
 
 Progress = Callable[[float, float], None]
@@ -42,8 +42,15 @@ def run_scenario(scenario: Scenario, seed: int, *, progress: Progress | None = N
     swarm = Swarm(sim, net, scenario.videos, byz.bad_seeders) if scenario.videos.count else None
     churn = Churn(sim, net, scenario.churn, scenario.topology.peers, protected=forgers)
     params = mesh_params(scenario.mesh)
+    # Both topics' processing runs on the same cores when the nodes share a machine.
+    cores = SharedCores(scenario.mesh.shared_cores) if scenario.mesh.shared_cores else None
     manifests = GossipSub(
-        sim, net, "manifests", params, sampler_us(scenario.mesh.processing_ms, sim, "processing")
+        sim,
+        net,
+        "manifests",
+        params,
+        processing_us(scenario.mesh.processing_ms, sim),
+        cores=cores,
     )
     expect_all = (
         scenario.loss.rate == 0 and not scenario.partitions and scenario.churn.fraction == 0
@@ -69,7 +76,12 @@ def run_scenario(scenario: Scenario, seed: int, *, progress: Progress | None = N
     manifests.start(HEARTBEAT_START_US)
     if scenario.ledger.validators:
         ledger_topic = GossipSub(
-            sim, net, "ledger", params, sampler_us(scenario.mesh.processing_ms, sim, "processing")
+            sim,
+            net,
+            "ledger",
+            params,
+            processing_us(scenario.mesh.processing_ms, sim),
+            cores=cores,
         )
         models.append(LedgerModel(sim, net, scenario.ledger, byz, gossip=ledger_topic))
         ledger_topic.start(HEARTBEAT_START_US)

@@ -257,6 +257,9 @@ class MeshConfig:
     batch_delay_ms: int = key(5, at_least=0)
     processing_ms: Dist = field(default=Constant(2.5), metadata=limits(at_least=0))
     """Time one hop takes to validate a message before relaying it."""
+    shared_cores: int = key(0, at_least=0)
+    """0: each node has a core of its own. N: every node's processing shares N cores, as
+    node processes on one machine do (a test bed), so messages also wait for a core."""
 
 
 def _read_regions(raw: object, where: str) -> "RegionsConfig":

@@ -43,6 +43,14 @@ def sampler_us(dist: Dist, sim: Sim, name: str) -> Callable[[], int]:
     return lambda: int(dist.sample(rng) * US_PER_MS)
 
 
+def processing_us(dist: Dist, sim: Sim) -> int | Callable[[], int]:
+    """A gossip topic's per-message processing time: whole microseconds when constant
+    (at least 1), else a function drawing ``dist`` from the ``processing`` stream."""
+    if isinstance(dist, Constant):
+        return max(1, int(dist.value * US_PER_MS))
+    return sampler_us(dist, sim, "processing")
+
+
 def build_latency(sim: Sim, n: int, cfg: LatencyConfig) -> Latency:
     """Per-link one-way latency: drawn per link, or the region matrix plus jitter."""
     rng = sim.rng("latency")
