@@ -158,6 +158,8 @@ class GossipSub:
         ]
         self.current: list[list[int]] = [w[-1] for w in self.windows]
         self.cpu_free = [0] * n
+        # How many valid messages each node has accepted: what holds() would count.
+        self.held = [0] * n
         self.backoff: dict[tuple[int, int], int] = {}
         self.invalid: dict[tuple[int, int], int] = {}
         self.messages: list[Message] = []
@@ -249,6 +251,7 @@ class GossipSub:
             return False
         msg.done[node] = self.sim.now or 1
         msg.accepted += 1
+        self.held[node] += 1
         self.missing[node].discard(msg.mid)
         self.synced += 1
         if node != msg.origin:
@@ -259,8 +262,13 @@ class GossipSub:
         return True
 
     def holds(self, node: int) -> set[int]:
-        """The ids of the messages ``node`` has accepted (a new set each call)."""
-        return {msg.mid for msg in self.messages if msg.done[node] > 0}
+        """The ids of the valid messages ``node`` has accepted (a new set each call)."""
+        return {msg.mid for msg in self.messages if msg.valid and msg.done[node] > 0}
+
+    def has(self, node: int, mid: int) -> bool:
+        """Whether ``node`` has accepted the valid message ``mid``."""
+        msg = self.messages[mid]
+        return msg.valid and msg.done[node] > 0
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -326,6 +334,7 @@ class GossipSub:
         done = msg.done
         done[node] = start
         msg.accepted += 1
+        self.held[node] += 1
         mid = msg.mid
         self.missing[node].discard(mid)
         self.current[node].append(mid)

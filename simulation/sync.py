@@ -313,13 +313,15 @@ class SyncModel:
         assert ours is not None and theirs is not None, "both sides took part"
         if ours is theirs:
             return  # equal sets: nothing to check
-        for node, other in ((session.nodes[0], theirs.mids), (session.nodes[1], ours.mids)):
-            held = self.gossip.holds(node)
-            if not held.issuperset(other):
+        # A node never loses what it accepted, so it holds its own snapshot still: what it
+        # must hold now beyond that is the difference.
+        sides = ((session.nodes[0], ours, theirs), (session.nodes[1], theirs, ours))
+        for node, own, other in sides:
+            lacked = sorted(mid for mid in other.mids - own.mids if not self.gossip.has(node, mid))
+            if lacked:
                 self.misses += 1
                 if not self._first_miss:
-                    lacked = min(other - held)
-                    self._first_miss = f"node {node} lacks message {lacked} after syncing"
+                    self._first_miss = f"node {node} lacks message {lacked[0]} after syncing"
 
     def _fail(self, session: _Session) -> None:
         if not session.ended:
@@ -357,13 +359,12 @@ class SyncModel:
 
     def _snapshot(self, node: int) -> HeldItems:
         """The item set of the messages ``node`` holds now, shared with equal ones."""
-        held = self.gossip.holds(node)
         count, serial = self._last[node]
-        if count == len(held):
+        if count == self.gossip.held[node]:
             found = self._live.get(serial)
             if found is not None:
                 return found
-        key = frozenset(held)
+        key = frozenset(self.gossip.holds(node))
         snapshots = self._snapshots
         found = snapshots.get(key)
         if found is None:
