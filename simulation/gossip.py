@@ -38,7 +38,6 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from heapq import heappush
 from typing import Any
 
 from simulation.engine import US_PER_MS, US_PER_S, Sim
@@ -353,8 +352,8 @@ class GossipSub:
         down_free = net.down_free
         bytes_down = net.bytes_down
         epoch = net.epoch
-        queue = self.sim.queue
-        order = self.sim.take_orders(len(out))
+        sim = self.sim
+        order = sim.take_orders(len(out))
         loss = net.loss_rate
         idontwant = self.p.idontwant
         arrive_fn = self._arrive
@@ -386,7 +385,7 @@ class GossipSub:
             if loss and net.lost():
                 continue
             done[peer] = -received
-            heappush(queue, (received, order, arrive_fn, (msg, peer, node, epoch[peer])))
+            sim.push((received, order, arrive_fn, (msg, peer, node, epoch[peer])))
             order += 1
         copies += duplicates
         net.up_free[node] = sent
