@@ -148,8 +148,9 @@ class GossipSub:
         self._out: list[list[tuple[int, int, float]] | None] = [None] * n
         # The valid messages each node lacks: small, so an IHAVE is checked against it
         # (an intersection, at the cost of the smaller set) rather than against all the
-        # node has seen.
+        # node has seen, and what a node holds is all valid messages but these.
         self.missing: list[set[int]] = [set() for _ in range(n)]
+        self.valid_mids: set[int] = set()
         # The message cache: per node, the ids it accepted in each of its last
         # ``gossip_history`` heartbeats; ``current`` is the newest window.
         self.windows: list[deque[list[int]]] = [
@@ -236,6 +237,7 @@ class GossipSub:
         self.messages.append(msg)
         if valid:
             mid = msg.mid
+            self.valid_mids.add(mid)
             for lacking in self.missing:
                 lacking.add(mid)
             self._accept(msg, node, node)
@@ -262,7 +264,7 @@ class GossipSub:
 
     def holds(self, node: int) -> set[int]:
         """The ids of the valid messages ``node`` has accepted (a new set each call)."""
-        return {msg.mid for msg in self.messages if msg.valid and msg.done[node] > 0}
+        return self.valid_mids - self.missing[node]
 
     def has(self, node: int, mid: int) -> bool:
         """Whether ``node`` has accepted the valid message ``mid``."""

@@ -292,7 +292,7 @@ class ManifestGossip:
         ordered = sorted(g.delays_ms)
         dups = [m.duplicates / m.accepted for m in valid if m.accepted]
         settled = [m for m in valid if m.published_us <= self.duration_us - COVERAGE_GRACE_US]
-        coverage = _coverage(settled, self._steady)
+        coverage = _coverage(g, settled, self._steady)
         result.samples["propagation_ms"] = quantiles(ordered)
         result.samples["duplicates_per_message"] = dups
         result.summary["gossip"] = {
@@ -338,11 +338,14 @@ def quantiles(ordered: Sequence[float]) -> list[float]:
     return [ordered[round(i * last / QUANTILES)] for i in range(QUANTILES + 1)]
 
 
-def _coverage(messages: Sequence[Message], nodes: Sequence[int]) -> float:
+def _coverage(gossip: GossipSub, messages: Sequence[Message], nodes: Sequence[int]) -> float:
+    """The fraction of (valid message, node) pairs where the node accepted it."""
     if not messages or not nodes:
         return 1.0
-    got = sum(sum(1 for node in nodes if m.done[node] > 0) for m in messages)
-    return got / (len(messages) * len(nodes))
+    mids = {m.mid for m in messages}
+    lacking = sum(len(mids & gossip.missing[node]) for node in nodes)
+    pairs = len(messages) * len(nodes)
+    return (pairs - lacking) / pairs
 
 
 def _first_missing(messages: Sequence[Message], nodes: Sequence[int]) -> tuple[int, int]:
