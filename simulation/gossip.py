@@ -488,8 +488,17 @@ class GossipSub:
         count = max(self.p.D_lazy, int(self.p.gossip_factor * len(others)))
         targets = others if count >= len(others) else self._pick(others, count)
         have = frozenset(ids)
+        size = CONTROL_BYTES + len(have) * ID_BYTES
+        missing = self.missing
         for peer in targets:
-            self._control(node, peer, len(have), self._ihave, peer, node, have)
+            if have.isdisjoint(missing[peer]):
+                # The peer lacks none of them, and what it lacks only shrinks until the
+                # IHAVE arrives (new messages are not in it): it will ask for nothing.
+                self.sent_control += 1
+                if self.net.settle(node, peer, size):
+                    self.sim.resolved()
+            else:
+                self._control(node, peer, len(have), self._ihave, peer, node, have)
 
     def _ihave(self, node: int, src: int, have: frozenset[int]) -> None:
         wanted = have & self.missing[node]

@@ -184,6 +184,15 @@ class Network:
         self.sim.at(received, self._arrive, dst, self.epoch[dst], fn, args)
         return True
 
+    def settle(self, src: int, dst: int, size_bytes: int) -> bool:
+        """Send over a gossip connection a message known to change nothing at ``dst``:
+        what :meth:`send` charges and draws, without the event. Returns whether it would
+        have been delivered (for the caller to count with :meth:`Sim.resolved`)."""
+        if dst not in self.peers[src]:
+            return False
+        self.transfer_us(src, dst, size_bytes)
+        return not (self.loss_rate and self._loss.random() < self.loss_rate)
+
     def _arrive(self, dst: int, epoch: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         if self.epoch[dst] == epoch and self.online[dst]:
             fn(*args)
