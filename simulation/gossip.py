@@ -102,9 +102,11 @@ class Message:
     items: list[Any]
     item_times_us: list[int]
     valid: bool
-    # Per node: 0 if nothing is known; > 0, the time it finished validating (accepted)
-    # or 1 if it rejected the message; < 0, minus the arrival time of the first copy on
-    # its way (reset when the node goes offline, since that copy is then lost).
+    # Per node: 0 if nothing is known; > 0 once it accepted the message (the time it
+    # finished validating it where IDONTWANT needs it, else 1) or rejected it (1);
+    # < 0, minus the arrival time of the first copy on its way (reset when the node
+    # goes offline, since that copy is then lost). Mostly small ints: Python shares
+    # those, so ten million entries cost no object each, nor a cache miss to read.
     done: list[int] = field(repr=False)
     duplicates: int = 0
     accepted: int = 0
@@ -243,14 +245,14 @@ class GossipSub:
             self._accept(msg, node, node)
         else:
             # A forger sends its forgery to every connection it has, mesh or not.
-            msg.done[node] = 1
+            msg.done[node] = (self.sim.now or 1) if self.p.idontwant else 1
             self._send_to(msg, node, sorted(self.net.peers[node]), self.sim.now)
 
     def learn(self, node: int, msg: Message) -> bool:
         """``node`` got ``msg`` another way (sync): stored, not relayed. False if known."""
         if msg.done[node] > 0 or not msg.valid:
             return False
-        msg.done[node] = self.sim.now or 1
+        msg.done[node] = 1
         msg.accepted += 1
         self.held[node] += 1
         self.missing[node].discard(msg.mid)
@@ -333,7 +335,8 @@ class GossipSub:
         else:
             start = self._process(node, cost)
         done = msg.done
-        done[node] = start
+        idontwant = self.p.idontwant
+        done[node] = start if idontwant else 1
         msg.accepted += 1
         self.held[node] += 1
         mid = msg.mid
@@ -357,7 +360,6 @@ class GossipSub:
         sim = self.sim
         order = sim.take_orders(len(out))
         loss = net.loss_rate
-        idontwant = self.p.idontwant
         arrive_fn = self._arrive
         free = net.up_free[node]
         sent = free if free > start else start
